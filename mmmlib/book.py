@@ -1,0 +1,593 @@
+"""The book runner: execute chapters with papermill, track staleness, write the book's pages.
+
+Used by the Makefile; run ``python -m mmmlib.book --help``.
+
+- ``run CH [--profile P] [--seed S] [-p NAME VALUE]``: execute ``chapters/NN_slug.ipynb``
+  into ``book/chapters/NN_slug.ipynb`` and its results into ``book/results/NN_slug.json``.
+  Both are written in a staging folder and moved into place only on success; on failure
+  the previous executed chapter stays and the error names the failing cell.
+- ``status``: each chapter's profile, seed, runtime and whether it is stale.
+- ``check``: exit 1 if any executed chapter is missing or stale.
+- ``stale``: rerun every stale chapter with its recorded parameters.
+- ``quick --out DIR``: execute every chapter at ``profile=quick`` into ``DIR`` (for nbval).
+- ``pages``: write the Results, Reproduce and How-to-cite pages from the results files.
+
+A chapter is *stale* when the hash of its inputs differs from the one recorded when it
+was executed. The inputs are: the source notebook (cells' types and sources, not
+outputs), the parameters, every ``mmmlib/**/*.py`` file, the data files the chapter read
+(recorded in its results file) and the lock file ``requirements.lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from mmmlib.results import atomic_write_text, load_results, repo_root
+
+__all__ = [
+    "Chapter",
+    "ChapterFailed",
+    "Project",
+    "chapter_status",
+    "execute_chapter",
+    "input_hash",
+    "main",
+]
+
+META_KEY = "mmm_thesis"
+DEFAULT_PARAMETERS: dict[str, Any] = {"profile": "full", "seed": 0}
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while executing; the message names the failing cell."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where things are. Tests point it at a temporary copy.
+
+    Attributes
+    ----------
+    root : Path
+        Project root.
+    """
+
+    root: Path
+
+    @property
+    def sources(self) -> Path:
+        return self.root / "chapters"
+
+    @property
+    def executed(self) -> Path:
+        return self.root / "book" / "chapters"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "book" / "results"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "requirements.lock"
+
+    def chapters(self) -> list[Chapter]:
+        """Source notebooks ``chapters/NN_slug.ipynb``, sorted."""
+        return [Chapter(p.stem, p) for p in sorted(self.sources.glob("[0-9][0-9]_*.ipynb"))]
+
+    def chapter(self, ident: str) -> Chapter:
+        """Find a chapter by number (``01``, ``1``) or full name (``01_bayes``)."""
+        for ch in self.chapters():
+            if ident == ch.name or ident.zfill(2) == ch.number:
+                return ch
+        names = ", ".join(c.name for c in self.chapters()) or "none"
+        raise ValueError(f"no chapter {ident!r}; chapters are: {names}")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A source notebook."""
+
+    name: str
+    source: Path
+
+    @property
+    def number(self) -> str:
+        return self.name[:2]
+
+    def title(self) -> str:
+        """The first Markdown heading of the notebook."""
+        nb = nbformat.read(self.source, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                for line in cell.source.splitlines():
+                    if line.startswith("# "):
+                        return line[2:].strip()
+        return self.name
+
+
+# ------------------------------------------------------------------- hashing
+def _notebook_fingerprint(path: Path) -> bytes:
+    nb = nbformat.read(path, as_version=4)
+    cells = [[c.cell_type, c.source, sorted(c.get("metadata", {}).get("tags", []))] for c in nb.cells]
+    return json.dumps(cells, sort_keys=True).encode()
+
+
+def input_hash(
+    project: Project,
+    chapter: Chapter,
+    parameters: Mapping[str, Any],
+    data_files: Sequence[str] = (),
+) -> str:
+    """SHA-256 over everything that determines an executed chapter's content.
+
+    Parameters
+    ----------
+    project, chapter : Project, Chapter
+        Where the sources are.
+    parameters : mapping
+        The papermill parameters (``results_dir`` excluded: it only says where to write).
+    data_files : sequence of str
+        Data files the chapter read, relative to the project root.
+    """
+    h = hashlib.sha256()
+
+    def feed(label: str, payload: bytes) -> None:
+        h.update(label.encode() + b"\0" + hashlib.sha256(payload).digest())
+
+    feed("notebook", _notebook_fingerprint(chapter.source))
+    params = {k: v for k, v in parameters.items() if k != "results_dir"}
+    feed("parameters", json.dumps(params, sort_keys=True).encode())
+    for path in sorted((project.root / "mmmlib").rglob("*.py")):
+        feed(str(path.relative_to(project.root)), path.read_bytes())
+    for rel in sorted(data_files):
+        path = project.root / rel
+        feed(rel, path.read_bytes() if path.is_file() else b"<missing>")
+    feed("lock", project.lock_file.read_bytes() if project.lock_file.is_file() else b"<none>")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ executing
+def _strip_volatile(nb: nbformat.NotebookNode) -> None:
+    """Drop timings, absolute paths and random ids so reruns are byte-identical."""
+    pm = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {"parameters": pm.get("parameters", {})}
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+            # papermill's injected cell would show the parameters twice in the book
+            tags = cell.metadata.setdefault("tags", [])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+        elif not cell.get("id"):
+            cell["id"] = f"cell-{i}"
+
+
+def _failure_message(chapter: Chapter, err: Exception) -> str:
+    cell = getattr(err, "cell_index", None)
+    count = getattr(err, "exec_count", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    where = f"cell {cell}" if cell is not None else "an unknown cell"
+    if count is not None:
+        where += f" (In [{count}])"
+    return f"chapter {chapter.name} failed in {where}: {ename}: {evalue}"
+
+
+def execute_chapter(
+    project: Project,
+    chapter: Chapter,
+    parameters: Mapping[str, Any] | None = None,
+    out_dir: Path | None = None,
+    kernel_name: str = "python3",
+    log: bool = True,
+) -> dict[str, Any]:
+    """Execute one chapter with papermill into ``out_dir`` (default: ``book/``), atomically.
+
+    The notebook and its results file are produced in a staging folder beside the
+    destination; they replace the previous copies only when execution succeeded and
+    the chapter wrote its results file.
+
+    Parameters
+    ----------
+    project, chapter : Project, Chapter
+        What to run.
+    parameters : mapping, optional
+        Papermill parameters; ``profile`` and ``seed`` default to ``full`` and ``0``.
+    out_dir : Path, optional
+        Folder holding ``chapters/`` and ``results/`` (default ``<root>/book``).
+    kernel_name : str
+        Jupyter kernel.
+    log : bool
+        Print progress (chapter, parameters, elapsed time).
+
+    Returns
+    -------
+    dict
+        The metadata recorded in the executed notebook (parameters, input hash, runtime).
+
+    Raises
+    ------
+    ChapterFailed
+        If a cell raised or the chapter wrote no results file.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    params = {**DEFAULT_PARAMETERS, **dict(parameters or {})}
+    if params["profile"] not in ("quick", "full"):
+        raise ValueError(f"parameter 'profile' must be 'quick' or 'full', got {params['profile']!r}")
+    if not isinstance(params["seed"], int) or params["seed"] < 0:
+        raise ValueError(f"parameter 'seed' must be a non-negative integer, got {params['seed']!r}")
+    out_dir = Path(out_dir) if out_dir is not None else project.root / "book"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=out_dir))
+    t0 = time.perf_counter()
+    if log:
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        print(f"[{chapter.name}] executing with {shown} ...", flush=True)
+    try:
+        (stage / "chapters").mkdir()
+        (stage / "results").mkdir()
+        staged_nb = stage / "chapters" / f"{chapter.name}.ipynb"
+        try:
+            pm.execute_notebook(
+                str(chapter.source),
+                str(staged_nb),
+                parameters={**params, "results_dir": "../results"},
+                cwd=str(stage / "chapters"),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=False,
+                report_mode=False,
+            )
+        except PapermillExecutionError as err:
+            raise ChapterFailed(_failure_message(chapter, err)) from None
+        staged_results = stage / "results" / f"{chapter.name}.json"
+        if not staged_results.is_file():
+            raise ChapterFailed(
+                f"chapter {chapter.name} ran but wrote no results file "
+                f"(its last cell must call results.save())"
+            )
+        results_doc = json.loads(staged_results.read_text(encoding="utf-8"))
+        data_files = results_doc.get("provenance", {}).get("data_files", [])
+        nb = nbformat.read(staged_nb, as_version=4)
+        _strip_volatile(nb)
+        meta = {
+            "chapter": chapter.name,
+            "parameters": params,
+            "input_hash": input_hash(project, chapter, params, data_files),
+            "data_files": data_files,
+        }
+        nb.metadata[META_KEY] = meta
+        nbformat.write(nb, staged_nb)
+        (out_dir / "chapters").mkdir(exist_ok=True)
+        (out_dir / "results").mkdir(exist_ok=True)
+        # results first: a notebook never points at a results file that is not there
+        staged_results.replace(out_dir / "results" / f"{chapter.name}.json")
+        staged_nb.replace(out_dir / "chapters" / f"{chapter.name}.ipynb")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    elapsed = time.perf_counter() - t0
+    if log:
+        print(f"[{chapter.name}] done in {elapsed:.1f} s", flush=True)
+    return {**meta, "elapsed_s": elapsed}
+
+
+# ---------------------------------------------------------------- staleness
+@dataclass(frozen=True)
+class ChapterStatus:
+    """One row of ``status``."""
+
+    chapter: str
+    state: str  # "fresh", "stale" or "missing"
+    profile: str
+    seed: int | str
+    runtime_s: float | None
+    hardware: str
+
+    @property
+    def is_fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
+    """Compare the recorded input hash of the executed copy with the current inputs."""
+    executed = project.executed / f"{chapter.name}.ipynb"
+    results_file = project.results / f"{chapter.name}.json"
+    if not executed.is_file() or not results_file.is_file():
+        return ChapterStatus(chapter.name, "missing", "-", "-", None, "-")
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get(META_KEY, {})
+    params = meta.get("parameters", {})
+    current = input_hash(project, chapter, params, meta.get("data_files", []))
+    prov = json.loads(results_file.read_text(encoding="utf-8")).get("provenance", {})
+    hw = prov.get("hardware", {})
+    hardware = f"{hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads, GPU: {hw.get('gpu', '?')}"
+    state = "fresh" if meta.get("input_hash") == current else "stale"
+    return ChapterStatus(
+        chapter.name,
+        state,
+        str(params.get("profile", "?")),
+        params.get("seed", "?"),
+        prov.get("wall_time_s"),
+        hardware,
+    )
+
+
+def recorded_parameters(project: Project, chapter: Chapter) -> dict[str, Any]:
+    """Parameters of the executed copy (or the defaults if there is none)."""
+    executed = project.executed / f"{chapter.name}.ipynb"
+    if executed.is_file():
+        meta = nbformat.read(executed, as_version=4).metadata.get(META_KEY, {})
+        if meta.get("parameters"):
+            return dict(meta["parameters"])
+    return dict(DEFAULT_PARAMETERS)
+
+
+# -------------------------------------------------------------------- pages
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def write_pages(project: Project) -> list[Path]:
+    """Write ``book/results.md``, ``book/reproduce.md`` and ``book/cite.md``."""
+    docs = load_results(project.results)
+    titles = {c.name: c.title() for c in project.chapters()}
+    book = project.root / "book"
+
+    lines = [
+        "# Results",
+        "",
+        "Every headline number of the book, under the key that cites it. Each value is read",
+        "from `book/results/NN_slug.json`, the file its chapter wrote; the chapter glues the",
+        "same value into its text. The *where* column links to the section that shows it.",
+        "",
+    ]
+    for name, doc in docs.items():
+        prov = doc.get("provenance", {})
+        params = prov.get("parameters", {})
+        lines += [
+            f"## {titles.get(name, name)}",
+            "",
+            f"Profile `{params.get('profile', '?')}`, seed `{params.get('seed', '?')}`; "
+            f"file `book/results/{name}.json`.",
+            "",
+            "| key | value | unit | meaning | where |",
+            "|---|---|---|---|---|",
+        ]
+        for key, r in doc["results"].items():
+            where = f"{{ref}}`{r['where']}`" if r.get("where") else f"{{doc}}`chapters/{name}`"
+            lines.append(
+                f"| `{key}` | {_md_escape(r['display'])} | {_md_escape(r['unit'])} | "
+                f"{_md_escape(r['meaning'])} | {where} |"
+            )
+        lines.append("")
+    results_md = atomic_write_text(book / "results.md", "\n".join(lines))
+
+    rows = []
+    for ch in project.chapters():
+        st = chapter_status(project, ch)
+        doc = docs.get(ch.name, {})
+        hw = doc.get("provenance", {}).get("hardware", {})
+        runtime = f"{st.runtime_s:.0f} s" if st.runtime_s is not None else "-"
+        rows.append(
+            f"| {{doc}}`chapters/{ch.name}` | `{st.profile}` | {st.seed} | {runtime} | "
+            f"{_md_escape(hw.get('cpu', '-'))} | {hw.get('threads', '-')} | {_md_escape(hw.get('gpu', '-'))} | {st.state} |"
+        )
+    versions = next(iter(docs.values()), {}).get("provenance", {}).get("versions", {})
+    vers = ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"
+    repro = [
+        "# Reproduce",
+        "",
+        "Every number and figure in this book is computed by `mmmlib` when a chapter is executed.",
+        "On a machine with Python 3.11, `pip` and `make`:",
+        "",
+        "```bash",
+        "git clone <this repository> mmm-thesis && cd mmm-thesis",
+        "make book                                  # venv from requirements.lock, stale chapters, HTML",
+        "make test                                  # unit tests, quick chapters under nbval, strict build",
+        "make chapter CH=00 PROFILE=full SEED=0     # rerun one chapter into book/",
+        "make status                                # profile, seed, runtime and staleness per chapter",
+        "```",
+        "",
+        "A chapter is *stale* when the hash of its inputs (source notebook, parameters, `mmmlib`",
+        "sources, the data files it read, `requirements.lock`) differs from the hash recorded",
+        "when it was executed. `make book` reruns only stale chapters; `make test` fails if one is stale.",
+        "",
+        "## Chapters as rendered",
+        "",
+        "| chapter | profile | seed | runtime | CPU | threads | GPU | state |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Package versions of the run: {vers}.",
+        "",
+        "Numbers are reproducible for the same inputs, seed and machine kind: the thread count",
+        "is fixed (`MMM_THREADS`, default 2) and every generator is seeded by `mmmlib.runtime.setup`.",
+        "Other CPUs may move float32 results in the last digits; the book displays rounded values.",
+        "",
+    ]
+    repro_md = atomic_write_text(book / "reproduce.md", "\n".join(repro))
+
+    cite_md = atomic_write_text(book / "cite.md", _cite_page(project, titles, docs))
+    return [results_md, repro_md, cite_md]
+
+
+def _citation_fields(project: Project) -> dict[str, str]:
+    """Title, authors, year, version and URL read from ``CITATION.cff`` (simple YAML subset)."""
+    fields = {"title": "mmm-thesis", "year": "2026", "version": "", "url": "", "authors": ""}
+    path = project.root / "CITATION.cff"
+    if not path.is_file():
+        return fields
+    authors: list[str] = []
+    family = given = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if ":" not in line:
+            continue
+        key, _, value = line.lstrip("- ").partition(":")
+        value = value.strip().strip('"')
+        if key == "family-names":
+            family = value
+        elif key == "given-names":
+            given = value
+        elif key == "name" and raw.startswith("  -"):
+            authors.append(value)
+        elif key in ("title", "version", "url") and not raw.startswith(" "):
+            fields[key] = value
+        elif key == "date-released" and not raw.startswith(" "):
+            fields["year"] = value[:4]
+        if family and given:
+            authors.append(f"{family}, {given}")
+            family = given = None
+    fields["authors"] = " and ".join(authors) or "mmm-thesis authors"
+    return fields
+
+
+def _cite_page(project: Project, titles: Mapping[str, str], docs: Mapping[str, Any]) -> str:
+    f = _citation_fields(project)
+    url = f"  url       = {{{f['url']}}},\n" if f["url"] else ""
+    out = [
+        "# How to cite",
+        "",
+        "Cite the book as a whole, a chapter, or a single number by its result key.",
+        "The machine-readable citation is `CITATION.cff` at the root of the repository.",
+        "",
+        "## The book",
+        "",
+        "```bibtex",
+        "@book{mmm_thesis,",
+        f"  title     = {{{f['title']}}},",
+        f"  author    = {{{f['authors']}}},",
+        f"  year      = {{{f['year']}}},",
+        f"  note      = {{Version {f['version']}}},",
+        url.rstrip("\n") if url else "  howpublished = {Jupyter Book}",
+        "}",
+        "```",
+        "",
+        "## A chapter",
+        "",
+    ]
+    for ch in project.chapters():
+        commit = docs.get(ch.name, {}).get("provenance", {}).get("git_commit", "unknown")[:12]
+        out += [
+            "```bibtex",
+            f"@incollection{{mmm_thesis_ch{ch.number},",
+            f"  title     = {{{titles.get(ch.name, ch.name)}}},",
+            f"  booktitle = {{{f['title']}}},",
+            f"  author    = {{{f['authors']}}},",
+            f"  year      = {{{f['year']}}},",
+            f"  chapter   = {{{int(ch.number)}}},",
+            f"  note      = {{Executed from commit {commit}}}",
+            "}",
+            "```",
+            "",
+        ]
+    out += [
+        "## A single result",
+        "",
+        "Every headline number has a stable key (see {doc}`results`), e.g. `ch00.easy.roi.tv`.",
+        "Cite the chapter and name the key, for instance: *\"ROI of TV in the easy world: 1.60",
+        "(mmm-thesis, result `ch00.easy.roi.tv`)\"*. The key's entry in `book/results/NN_slug.json`",
+        "carries its provenance: the commit, the parameters and seed, the package versions and the",
+        "hardware that produced it, so a reader can regenerate it with `make chapter`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- CLI
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m mmmlib.book", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="execute one chapter into book/")
+    run.add_argument("chapter", help="number (01) or name (01_bayes)")
+    run.add_argument("--profile", choices=("quick", "full"), default=None)
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    sub.add_parser("status", help="profile, seed, runtime and staleness of every chapter")
+    sub.add_parser("check", help="exit 1 if an executed chapter is missing or stale")
+    sub.add_parser("stale", help="rerun every stale or missing chapter")
+    quick = sub.add_parser("quick", help="execute every chapter at profile=quick into a scratch folder")
+    quick.add_argument("--out", type=Path, required=True)
+    quick.add_argument("--seed", type=int, default=0)
+    sub.add_parser("pages", help="write the Results, Reproduce and How-to-cite pages")
+    args = parser.parse_args(argv)
+
+    project = Project(Path(args.root).resolve() if args.root else repo_root())
+    try:
+        if args.cmd == "run":
+            ch = project.chapter(args.chapter)
+            params = recorded_parameters(project, ch)
+            if args.profile:
+                params["profile"] = args.profile
+            if args.seed is not None:
+                params["seed"] = args.seed
+            for name, value in args.param:
+                params[name] = _parse_value(value)
+            execute_chapter(project, ch, params)
+        elif args.cmd == "status":
+            print(f"{'chapter':<24}{'state':<9}{'profile':<9}{'seed':<6}{'runtime':>9}  hardware")
+            for ch in project.chapters():
+                st = chapter_status(project, ch)
+                rt = f"{st.runtime_s:.1f} s" if st.runtime_s is not None else "-"
+                print(f"{st.chapter:<24}{st.state:<9}{st.profile:<9}{st.seed!s:<6}{rt:>9}  {st.hardware}")
+        elif args.cmd == "check":
+            bad = [chapter_status(project, ch) for ch in project.chapters()]
+            bad = [s for s in bad if not s.is_fresh]
+            for s in bad:
+                print(
+                    f"{s.chapter}: executed copy is {s.state}; rerun it with "
+                    f"'make chapter CH={s.chapter[:2]}' and commit book/",
+                    file=sys.stderr,
+                )
+            if bad:
+                return 1
+            print(f"all {len(project.chapters())} executed chapters are fresh")
+        elif args.cmd == "stale":
+            todo = [ch for ch in project.chapters() if not chapter_status(project, ch).is_fresh]
+            if not todo:
+                print("no stale chapters")
+            for i, ch in enumerate(todo, 1):
+                print(f"({i}/{len(todo)})", end=" ")
+                execute_chapter(project, ch, recorded_parameters(project, ch))
+        elif args.cmd == "quick":
+            chapters = project.chapters()
+            for i, ch in enumerate(chapters, 1):
+                print(f"({i}/{len(chapters)})", end=" ")
+                execute_chapter(project, ch, {"profile": "quick", "seed": args.seed}, out_dir=args.out)
+        elif args.cmd == "pages":
+            for path in write_pages(project):
+                print(f"wrote {path.relative_to(project.root)}")
+    except (ChapterFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

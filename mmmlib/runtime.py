@@ -1,0 +1,135 @@
+"""Seeding, thread count and device: the one call every chapter makes first.
+
+See Chapter 0 ("The simulated worlds") for how chapters use it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEFAULT_THREADS = 2
+"""Thread count used when neither the caller nor ``MMM_THREADS`` says otherwise.
+
+Large reductions change in the last bits with the number of threads, so the book
+fixes it: the numbers it reports are computed with two threads (the CI machine).
+"""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a chapter runs on, as set up by :func:`setup`.
+
+    Attributes
+    ----------
+    seed : int
+        The seed given to numpy, torch, pyro and :mod:`random`.
+    threads : int
+        Intra-op threads of torch and of the BLAS libraries.
+    device : torch.device
+        ``cuda`` when a GPU is present and allowed, else ``cpu``.
+    dtype : torch.dtype
+        Default floating dtype for model code.
+    """
+
+    seed: int
+    threads: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def hardware(self) -> dict[str, str | int]:
+        """Describe CPU and GPU in a JSON-friendly dict (for provenance)."""
+        return hardware_summary(self.threads, self.device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed :mod:`random`, numpy, torch and pyro with one integer.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    """
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import pyro
+
+        pyro.set_rng_seed(seed)
+    except ImportError:  # pragma: no cover - pyro is a dependency
+        pass
+
+
+def setup(
+    seed: int = 0,
+    threads: int | None = None,
+    use_gpu: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> Runtime:
+    """Seed every generator, fix the thread count and pick the device.
+
+    Call this first in every chapter, before any model code runs.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for :mod:`random`, numpy, torch and pyro.
+    threads : int, optional
+        Thread count; defaults to the environment variable ``MMM_THREADS`` or
+        :data:`DEFAULT_THREADS`.
+    use_gpu : bool
+        Use CUDA when available. The book never needs a GPU.
+    dtype : torch.dtype
+        Default floating dtype (float64 unless a chapter says otherwise).
+
+    Returns
+    -------
+    Runtime
+        The settings in force.
+    """
+    n = threads if threads is not None else int(os.environ.get("MMM_THREADS", DEFAULT_THREADS))
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover
+        pass
+    seed_everything(seed)
+    torch.set_default_dtype(dtype)
+    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    return Runtime(seed=seed, threads=n, device=device, dtype=dtype)
+
+
+def hardware_summary(threads: int, device: torch.device | str = "cpu") -> dict[str, str | int]:
+    """CPU model, core count, thread count and GPU (if used) as plain values."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = "none"
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 1,
+        "threads": threads,
+        "gpu": gpu,
+        "platform": platform.platform(terse=True),
+    }
