@@ -48,7 +48,7 @@ html: pages  ## build the HTML from the executed chapters (warnings are errors)
 
 test: $(STAMP)  ## unit tests, quick chapters under nbval, strict book build, HTML checks
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit chapters-check chapters-quick nbval html browser-deps book-tests; \
+	$(MAKE) --no-print-directory lint unit chapters-check chapters-quick nbval html browser-deps book-tests; \
 	echo "==> make test passed in $$(( $$(date +%s) - start )) s"
 
 unit: $(STAMP)
@@ -96,7 +96,8 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a fresh venv
 	rm -rf .lockvenv
 
 lint: $(STAMP)  ## ruff on the package, tests and notebooks
-	$(VENV)/bin/ruff check mmmlib tests chapters
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check --quiet mmmlib tests chapters
 
 clean:  ## remove build outputs (keeps .venv and book/)
 	rm -rf _build $(SCRATCH) book/.stage-*

@@ -110,7 +110,7 @@ class _Glued:
         self.text = text
 
     def __repr__(self) -> str:
-        return self.text
+        return repr(self.text)
 
 
 def _git(*args: str) -> str:

@@ -59,7 +59,7 @@ def seed_everything(seed: int) -> None:
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - libraries still draw from the legacy global state
     torch.manual_seed(seed)
     try:
         import pyro

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-import torch
 
 from mmmlib.data import MediaDataset
 from mmmlib.transforms import adstock, hill

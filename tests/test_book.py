@@ -1,0 +1,139 @@
+"""The papermill runner: atomic execution, staleness, failures that leave the old copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mmmlib.book import ChapterFailed, Project, chapter_status, execute_chapter, main, write_pages
+
+TOY_CODE = """\
+from mmmlib.results import begin_chapter
+runtime, results = begin_chapter("01_toy", dict(profile=profile, seed=seed), results_dir=results_dir)
+import torch
+value = float(torch.randn(3).sum()) + scale
+results.add("ch01.value", value, unit="units", meaning="a seeded random number", fmt=".4f")
+if fail:
+    raise RuntimeError("boom in the toy chapter")
+results.save();
+"""
+
+
+def make_project(root: Path) -> Project:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'profile = "full"\nseed = 0\nresults_dir = "../results"\nscale = 1.0\nfail = False'
+    )
+    params.metadata["tags"] = ["parameters", "remove-cell"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A toy chapter\n\nThe value is {glue:text}`ch01.value`."),
+        params,
+        nbformat.v4.new_code_cell(TOY_CODE),
+    ]
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"c{i}"
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (root / "chapters").mkdir(parents=True)
+    nbformat.write(nb, root / "chapters" / "01_toy.ipynb")
+    (root / "mmmlib").mkdir()
+    (root / "mmmlib" / "model.py").write_text("X = 1\n")
+    (root / "requirements.lock").write_text("torch==2.13.0\n")
+    return Project(root)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """A toy project whose chapter was executed once (shared: executing costs a kernel start)."""
+    root = tmp_path_factory.mktemp("proj")
+    project = make_project(root)
+    ch = project.chapter("01")
+    execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
+    return project, ch
+
+
+def test_execution_writes_notebook_and_results(executed):
+    project, ch = executed
+    nb_path = project.executed / "01_toy.ipynb"
+    res = json.loads((project.results / "01_toy.json").read_text())
+    assert res["results"]["ch01.value"]["unit"] == "units"
+    nb = nbformat.read(nb_path, as_version=4)
+    meta = nb.metadata["mmm_thesis"]
+    assert meta["parameters"] == {"profile": "quick", "seed": 3}
+    # volatile metadata is gone, the injected cell has a fixed id and is hidden
+    assert set(nb.metadata["papermill"]) == {"parameters"}
+    injected = [c for c in nb.cells if c.get("id") == "injected-parameters"]
+    assert injected and "remove-cell" in injected[0].metadata["tags"]
+    assert all("execution" not in c.metadata and "papermill" not in c.metadata for c in nb.cells)
+    assert not list(project.root.glob("book/.stage-*"))
+
+
+def test_rerun_is_byte_identical(executed):
+    project, ch = executed
+    before = (project.executed / "01_toy.ipynb").read_bytes()
+    execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
+    assert (project.executed / "01_toy.ipynb").read_bytes() == before
+
+
+def test_staleness_follows_the_inputs(executed):
+    project, ch = executed
+    assert chapter_status(project, ch).state == "fresh"
+    model = project.root / "mmmlib" / "model.py"
+    model.write_text("X = 2\n")
+    assert chapter_status(project, ch).state == "stale"
+    model.write_text("X = 1\n")
+    assert chapter_status(project, ch).state == "fresh"
+    lock = project.root / "requirements.lock"
+    lock.write_text("torch==2.13.1\n")
+    assert chapter_status(project, ch).state == "stale"
+    lock.write_text("torch==2.13.0\n")
+    nb = nbformat.read(ch.source, as_version=4)
+    original = nb.cells[2].source
+    nb.cells[2].source = original.replace("+ scale", "+ 2 * scale")
+    nbformat.write(nb, ch.source)
+    assert chapter_status(project, ch).state == "stale"
+    nb.cells[2].source = original
+    nbformat.write(nb, ch.source)
+    assert chapter_status(project, ch).state == "fresh"
+    assert main(["--root", str(project.root), "check"]) == 0
+
+
+def test_a_failing_chapter_leaves_the_old_copy(executed, capsys):
+    project, ch = executed
+    nb_before = (project.executed / "01_toy.ipynb").read_bytes()
+    res_before = (project.results / "01_toy.json").read_bytes()
+    with pytest.raises(ChapterFailed, match=r"01_toy failed in cell \d+ \(In \[\d+\]\): RuntimeError: boom"):
+        execute_chapter(project, ch, {"profile": "quick", "seed": 3, "fail": True}, log=False)
+    assert (project.executed / "01_toy.ipynb").read_bytes() == nb_before
+    assert (project.results / "01_toy.json").read_bytes() == res_before
+    assert not list(project.root.glob("book/.stage-*"))
+    # the CLI turns it into a non-zero exit with the message on stderr
+    assert main(["--root", str(project.root), "run", "01", "-p", "fail", "True"]) == 1
+    assert "RuntimeError: boom" in capsys.readouterr().err
+    assert (project.executed / "01_toy.ipynb").read_bytes() == nb_before
+
+
+def test_check_fails_on_a_missing_or_stale_chapter(tmp_path, capsys):
+    project = make_project(tmp_path)
+    assert main(["--root", str(project.root), "check"]) == 1
+    assert "01_toy: executed copy is missing" in capsys.readouterr().err
+
+
+def test_bad_parameters_and_unknown_chapters(executed, capsys):
+    project, ch = executed
+    with pytest.raises(ValueError, match="profile"):
+        execute_chapter(project, ch, {"profile": "medium"}, log=False)
+    assert main(["--root", str(project.root), "run", "09"]) == 1
+    assert "no chapter '09'" in capsys.readouterr().err
+
+
+def test_pages_list_every_result(executed):
+    project, _ = executed
+    (project.root / "book").mkdir(exist_ok=True)
+    results_md, repro_md, cite_md = write_pages(project)
+    text = results_md.read_text()
+    display = json.loads((project.results / "01_toy.json").read_text())["results"]["ch01.value"]["display"]
+    assert "`ch01.value`" in text and display in text
+    assert "01_toy" in repro_md.read_text() and "@incollection{mmm_thesis_ch01" in cite_md.read_text()

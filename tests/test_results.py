@@ -1,0 +1,77 @@
+"""The results registry: keys, atomic writes, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mmmlib.results import Recorder, atomic_write_text, begin_chapter, load_results
+from mmmlib.runtime import setup
+
+
+def recorder(tmp_path) -> Recorder:
+    return Recorder("07_demo", {"profile": "quick", "seed": 1}, setup(seed=1), results_dir=tmp_path, glue=False)
+
+
+def test_save_writes_values_display_and_provenance(tmp_path):
+    rec = recorder(tmp_path)
+    rec.add("ch07.roi.tv", 1.23456, unit="sales per spend", meaning="ROI of TV", fmt=".2f", where="sec")
+    rec.add("ch07.n", 5, unit="weeks", meaning="count", fmt="d")
+    path = rec.save()
+    doc = json.loads(path.read_text())
+    assert path.name == "07_demo.json"
+    r = doc["results"]["ch07.roi.tv"]
+    assert r == {"value": 1.23456, "display": "1.23", "unit": "sales per spend", "meaning": "ROI of TV", "where": "sec"}
+    prov = doc["provenance"]
+    for field in ("git_commit", "git_dirty", "parameters", "seed", "versions", "hardware", "wall_time_s", "data_files"):
+        assert field in prov
+    assert prov["parameters"] == {"profile": "quick", "seed": 1}
+    assert prov["versions"]["torch"].startswith("2.")
+    assert load_results(tmp_path)["07_demo"]["results"]["ch07.n"]["display"] == "5"
+
+
+@pytest.mark.parametrize("key", ["ch08.roi", "roi.tv", "ch07", "ch07.ROI", "ch07.roi tv"])
+def test_bad_keys_are_refused(tmp_path, key):
+    with pytest.raises(ValueError, match="key"):
+        recorder(tmp_path).add(key, 1.0, unit="u", meaning="m")
+
+
+def test_duplicate_nan_and_undocumented_results_are_refused(tmp_path):
+    rec = recorder(tmp_path)
+    rec.add("ch07.a", 1.0, unit="u", meaning="m")
+    with pytest.raises(ValueError, match="already"):
+        rec.add("ch07.a", 2.0, unit="u", meaning="m")
+    with pytest.raises(ValueError, match="NaN"):
+        rec.add("ch07.b", float("nan"), unit="u", meaning="m")
+    with pytest.raises(ValueError, match="unit"):
+        rec.add("ch07.c", 1.0, unit="", meaning="m")
+
+
+def test_empty_recorder_does_not_save(tmp_path):
+    with pytest.raises(ValueError, match="no results"):
+        recorder(tmp_path).save()
+    assert not list(tmp_path.iterdir())
+
+
+def test_atomic_write_keeps_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    atomic_write_text(target, "old")
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "params, match", [({"profile": "fast", "seed": 0}, "profile"), ({"profile": "quick", "seed": -1}, "seed")]
+)
+def test_begin_chapter_validates_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        begin_chapter("07_demo", params)
