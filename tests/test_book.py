@@ -18,7 +18,7 @@ value = float(torch.randn(3).sum()) + scale
 results.add("ch01.value", value, unit="units", meaning="a seeded random number", fmt=".4f")
 if fail:
     raise RuntimeError("boom in the toy chapter")
-results.save();
+_ = results.save()
 """
 
 
