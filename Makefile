@@ -14,7 +14,6 @@ SEED ?=
 export MMM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
-export MPLBACKEND := Agg
 
 .PHONY: help venv book test unit chapters-check chapters-quick nbval html book-tests browser-deps chapter status pages lock lint clean
 

@@ -107,6 +107,9 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     x = _data(data)
     lam = _param(lag_weight, x, "lag_weight")
     T = x.shape[0]
+    if T * x.numel() > _MATRIX_ADSTOCK_LIMIT:
+        out = _adstock_recursive(x, lam)
+        return out * (1.0 - lam) if normalise else out
     idx = torch.arange(T, device=x.device)
     lags = idx[:, None] - idx[None, :]  # (T, T): t - s
     trail = (1,) * (x.ndim - 1)
@@ -119,6 +122,19 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     if normalise:
         out = out * (1.0 - lam)
     return out
+
+
+_MATRIX_ADSTOCK_LIMIT = 4_000_000
+"""Above ``T * data.numel()`` elements the T x T weight matrix would be large (e.g. thousands of
+posterior draws at once); :func:`adstock` then runs the recursion, which gives the same values."""
+
+
+def _adstock_recursive(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    r"""LightweightMMM's recursion :math:`a_t = x_t + \lambda a_{t-1}`, a loop over time."""
+    rows = [x[0] + 0.0 * lam]
+    for t in range(1, x.shape[0]):
+        rows.append(x[t] + lam * rows[-1])
+    return torch.stack(rows)
 
 
 def carryover(

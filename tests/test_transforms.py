@@ -170,3 +170,16 @@ def test_fourier_features_shape_and_offset():
     assert f.shape == (10, 4)
     g = fourier_features(4, period=52, degrees=2, offset=6)
     np.testing.assert_allclose(f[6:].numpy(), g.numpy(), atol=1e-12)
+
+
+def test_large_batches_use_the_recursion_with_the_same_values(monkeypatch):
+    import mmmlib.transforms as tr
+
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.gamma(2.0, size=(40, 3, 5)))
+    lam = torch.as_tensor(rng.uniform(0.0, 0.95, size=(3, 5)))
+    matrix = adstock(x, lam)
+    monkeypatch.setattr(tr, "_MATRIX_ADSTOCK_LIMIT", 0)
+    recursive = adstock(x, lam)
+    np.testing.assert_allclose(recursive.numpy(), matrix.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(recursive[:, 1, 2].numpy(), adstock_reference(x[:, 1, 2].numpy(), lam[1, 2].item()))
