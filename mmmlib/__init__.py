@@ -25,6 +25,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # seaborn's boxplot triggers a matplotlib deprecation warning on stderr.
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
 warnings.filterwarnings("ignore", message=".*vert: bool will be deprecated.*")
+# Pyro's JIT-compiled NUTS potential uses torch.jit.trace, which torch 2.13 marks deprecated.
+warnings.filterwarnings("ignore", message=".*torch.jit.trace. is deprecated.*")
 
 __version__ = "0.1.0"
 

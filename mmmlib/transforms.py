@@ -14,6 +14,7 @@ argument names and conventions (see Chapter 0 and Chapter 1):
 
 from __future__ import annotations
 
+import math
 from typing import TypeAlias
 
 import numpy as np
@@ -79,9 +80,10 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     :math:`1/(1-\lambda)` makes the long-run mass of a constant input equal to
     the input (:math:`\sum_k (1-\lambda)\lambda^k = 1`).
 
-    Computed as :math:`a_t = \sum_{s \le t} \lambda^{t-s} x_s`, a lower-triangular
-    matrix product, so it is vectorised over time and differentiable in
-    :math:`\lambda` (including :math:`\lambda = 0`).
+    Computed as :math:`a_t = \sum_{s \le t} \lambda^{t-s} x_s`, a causal depthwise
+    convolution over time, so it is vectorised over time (and over any batch of
+    parameters, e.g. posterior draws) and differentiable in :math:`\lambda`
+    (including :math:`\lambda = 0`).
 
     Parameters
     ----------
@@ -107,34 +109,18 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     x = _data(data)
     lam = _param(lag_weight, x, "lag_weight")
     T = x.shape[0]
-    if T * x.numel() > _MATRIX_ADSTOCK_LIMIT:
-        out = _adstock_recursive(x, lam)
-        return out * (1.0 - lam) if normalise else out
-    idx = torch.arange(T, device=x.device)
-    lags = idx[:, None] - idx[None, :]  # (T, T): t - s
-    trail = (1,) * (x.ndim - 1)
-    lags_b = lags.reshape(T, T, *trail).to(x.dtype)
-    # lam ** lag with lag >= 1 on the strict lower triangle, 1 on the diagonal, 0 above.
-    powers = lam.unsqueeze(0).unsqueeze(0) ** lags_b.clamp(min=1.0)
-    weights = torch.where(lags_b == 0, torch.ones_like(powers), powers)
-    weights = torch.where(lags_b < 0, torch.zeros_like(powers), weights)
-    out = (weights * x.unsqueeze(0)).sum(dim=1)
+    shape = torch.broadcast_shapes(lam.shape, x.shape[1:])
+    M = math.prod(shape)
+    lam_b = lam.expand(shape).reshape(M)
+    # lam^k for k = 0..T-1 by a cumulative product (cheap, exact gradient at lam = 0)
+    powers = torch.cumprod(torch.cat([torch.ones_like(lam_b)[None], lam_b.expand(T - 1, M)]), dim=0)
+    # a_t = sum_{k<=t} lam^k x_{t-k}: a causal depthwise convolution over time
+    signal = torch.nn.functional.pad(x.expand(T, *shape).reshape(T, M).T.unsqueeze(0), (T - 1, 0))
+    kernel = powers.flip(0).T.unsqueeze(1)  # (M, 1, T)
+    out = torch.nn.functional.conv1d(signal, kernel, groups=M)[0].T.reshape(T, *shape)
     if normalise:
         out = out * (1.0 - lam)
     return out
-
-
-_MATRIX_ADSTOCK_LIMIT = 4_000_000
-"""Above ``T * data.numel()`` elements the T x T weight matrix would be large (e.g. thousands of
-posterior draws at once); :func:`adstock` then runs the recursion, which gives the same values."""
-
-
-def _adstock_recursive(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    r"""LightweightMMM's recursion :math:`a_t = x_t + \lambda a_{t-1}`, a loop over time."""
-    rows = [x[0] + 0.0 * lam]
-    for t in range(1, x.shape[0]):
-        rows.append(x[t] + lam * rows[-1])
-    return torch.stack(rows)
 
 
 def carryover(

@@ -1,0 +1,629 @@
+r"""Bayesian marketing-mix models after LightweightMMM, in Pyro (see Chapter 1).
+
+Three media transforms with LightweightMMM's names, parameterisation and priors:
+
+- ``adstock``: :math:`f = \mathrm{adstock}(x;\lambda)^{\rho}`, :math:`\lambda \sim \mathrm{Beta}(2,1)`,
+  :math:`\rho \sim \mathrm{Beta}(9,1)`;
+- ``hill_adstock``: :math:`f = \mathrm{hill}(\mathrm{adstock}(x;\lambda); K, S)`,
+  :math:`\lambda \sim \mathrm{Beta}(2,1)`, :math:`K, S \sim \mathrm{Gamma}(1,1)`;
+- ``carryover``: :math:`f = \mathrm{carryover}(x;\tau,\theta)^{\rho}`, :math:`\tau \sim \mathrm{Beta}(1,1)`,
+  :math:`\theta \sim \mathrm{HalfNormal}(2)`, :math:`\rho \sim \mathrm{Beta}(9,1)`.
+
+National likelihood (target and media divided by their means, as LightweightMMM does):
+
+.. math::
+
+    y_t \sim \mathcal N\Big(\alpha + \mu_{\text{trend}}\, t^{\kappa} + s_t
+      + \sum_m \beta_m f_m(x_{\cdot,m})_t + \sum_i \lambda_i z_{t,i},\ \sigma\Big),
+
+:math:`\alpha \sim \mathrm{HalfNormal}(2)`, :math:`\mu_{\text{trend}} \sim \mathcal N(0,1)`,
+:math:`\kappa \sim \mathcal U(0.5, 1.5)`, :math:`\sigma \sim \mathrm{Gamma}(1,1)`, Fourier
+seasonality :math:`s_t` with :math:`\gamma \sim \mathcal N(0,1)`, controls
+:math:`\lambda_i \sim \mathcal N(0,1)` and the *cost prior*
+:math:`\beta_m \sim \mathrm{HalfNormal}(v_m)` with :math:`v_m` the channel's total cost over the
+mean total cost (``media_prior="flat"`` uses :math:`v_m = 1`). The geo model has per-geo
+intercept, noise and trend, a shared :math:`\kappa`, :math:`\beta_{m,g} \sim \mathrm{HalfNormal}(\beta_m\sqrt{2/\pi})`
+and seasonality scaled per geo by :math:`c_g \sim \mathrm{HalfNormal}(0.5)`.
+
+Every reported number (ROI, contributions, predictions) is on the original scale.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
+from pyro.infer.autoguide.initialization import init_to_median
+
+from mmmlib.data import MediaDataset
+from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
+
+__all__ = ["BayesianMMM", "MODELS", "Diagnostics", "media_transform"]
+
+MODELS = ("adstock", "hill_adstock", "carryover")
+TRANSFORM_SITES = {
+    "adstock": ("lag_weight", "exponent"),
+    "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
+    "carryover": ("ad_effect_retention_rate", "peak_effect_delay", "exponent"),
+}
+
+
+def media_transform(model: str, media: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Apply a model's media transform; parameters broadcast against ``media.shape[1:]``."""
+    if model == "adstock":
+        return apply_exponent_safe(adstock(media, params["lag_weight"]), params["exponent"])
+    if model == "hill_adstock":
+        return hill(
+            adstock(media, params["lag_weight"]),
+            params["half_max_effective_concentration"],
+            params["slope"],
+        )
+    if model == "carryover":
+        return apply_exponent_safe(
+            carryover(media, params["ad_effect_retention_rate"], params["peak_effect_delay"]),
+            params["exponent"],
+        )
+    raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+
+
+def _transform_priors(model: str, n: int) -> dict[str, dist.Distribution]:
+    one = torch.ones(n)
+    if model == "adstock":
+        return {"lag_weight": dist.Beta(2.0 * one, one), "exponent": dist.Beta(9.0 * one, one)}
+    if model == "hill_adstock":
+        return {
+            "lag_weight": dist.Beta(2.0 * one, one),
+            "half_max_effective_concentration": dist.Gamma(one, one),
+            "slope": dist.Gamma(one, one),
+        }
+    return {
+        "ad_effect_retention_rate": dist.Beta(one, one),
+        "peak_effect_delay": dist.HalfNormal(2.0 * one),
+        "exponent": dist.Beta(9.0 * one, one),
+    }
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence diagnostics of a fit.
+
+    Attributes
+    ----------
+    inference : str
+        ``nuts`` or ``svi``.
+    max_rhat : float
+        Largest split R-hat over all scalar parameters (NaN for SVI).
+    min_ess : float
+        Smallest effective sample size (NaN for SVI).
+    divergences : int
+        Divergent transitions after warm-up, all chains (0 for SVI).
+    num_draws : int
+        Posterior draws (all chains).
+    fit_seconds : float
+        Wall time of inference.
+    table : pandas.DataFrame
+        Per parameter: mean, sd, rhat, ess (NUTS).
+    """
+
+    inference: str
+    max_rhat: float
+    min_ess: float
+    divergences: int
+    num_draws: int
+    fit_seconds: float
+    table: pd.DataFrame = field(repr=False)
+
+    @property
+    def divergence_rate(self) -> float:
+        return self.divergences / max(self.num_draws, 1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    media: torch.Tensor  # (T, C[, G]) scaled
+    controls: torch.Tensor  # (T, K[, G]) standardised
+    seasonal: torch.Tensor  # (T, 2D)
+    t_index: torch.Tensor  # (T,)
+    target: torch.Tensor | None  # (T[, G]) scaled
+
+
+class BayesianMMM:
+    """A LightweightMMM-style Bayesian MMM fitted with Pyro (NUTS or SVI).
+
+    Parameters
+    ----------
+    model : str
+        ``hill_adstock`` (default), ``adstock`` or ``carryover``.
+    seasonality_degrees : int
+        Fourier harmonics :math:`D`.
+    seasonality_period : float
+        :math:`P` in periods (52 for weekly data).
+    weekday_seasonality : bool
+        Add seven day-of-week effects (daily data).
+    media_prior : str
+        ``cost`` (LightweightMMM: :math:`\\beta_m \\sim \\mathrm{HalfNormal}(\\text{cost share}_m)`)
+        or ``flat`` (:math:`\\mathrm{HalfNormal}(1)` for every channel).
+    trend_index : str
+        ``raw``: the trend is :math:`t^\\kappa` on the integer index :math:`t = 0, 1, \\dots`
+        (LightweightMMM; the coefficient must then be of order :math:`10^{-3}` and NUTS
+        struggles); ``unit`` (default): :math:`t` divided by the training length, so the
+        :math:`\\mathcal N(0, 1)` prior is on the scale of the data.
+
+    Examples
+    --------
+    >>> mmm = BayesianMMM(model="hill_adstock")                     # doctest: +SKIP
+    >>> mmm.fit(world.data, inference="nuts", chains=2, seed=0)     # doctest: +SKIP
+    >>> mmm.roi()                                                   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str = "hill_adstock",
+        seasonality_degrees: int = 2,
+        seasonality_period: float = 52.0,
+        weekday_seasonality: bool = False,
+        media_prior: str = "cost",
+        trend_index: str = "unit",
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        if media_prior not in ("cost", "flat"):
+            raise ValueError(f"media_prior must be 'cost' or 'flat', got {media_prior!r}")
+        if seasonality_degrees < 0:
+            raise ValueError(f"seasonality_degrees must be >= 0, got {seasonality_degrees}")
+        self.model_name = model
+        self.seasonality_degrees = int(seasonality_degrees)
+        self.seasonality_period = float(seasonality_period)
+        self.weekday_seasonality = bool(weekday_seasonality)
+        if trend_index not in ("raw", "unit"):
+            raise ValueError(f"trend_index must be 'raw' or 'unit', got {trend_index!r}")
+        self.trend_index = trend_index
+        self.media_prior = media_prior
+        self.samples_: dict[str, torch.Tensor] | None = None
+        self.data_: MediaDataset | None = None
+        self.diagnostics_: Diagnostics | None = None
+
+    # --------------------------------------------------------------- scaling
+    def _scales(self, data: MediaDataset) -> None:
+        media = data.media_array()
+        spend = data.spend_array()
+        y = data.target_array()
+        ctrl = data.controls_array()
+        self.media_scale_ = media.mean(axis=0)  # (C[, G])
+        if np.any(self.media_scale_ <= 0):
+            bad = data.channels[int(np.flatnonzero((self.media_scale_ <= 0).reshape(len(data.channels), -1).any(1))[0])]
+            raise ValueError(f"channel {bad!r} has no media in the training data: cannot scale it")
+        self.target_scale_ = y.mean(axis=0)  # scalar or (G,)
+        self.n_train_ = float(data.n_times)
+        self.control_mean_ = ctrl.mean(axis=0)
+        self.control_sd_ = np.where(ctrl.std(axis=0) > 0, ctrl.std(axis=0), 1.0)
+        total_cost = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=(0, 2))
+        self.cost_prior_ = total_cost / total_cost.mean() if self.media_prior == "cost" else np.ones_like(total_cost)
+        self.price_ = spend.sum(axis=0) / np.maximum(media.sum(axis=0), 1e-12)  # spend per media unit
+
+    def _prepare(self, data: MediaDataset, offset: int = 0, with_target: bool = True) -> _Prepared:
+        media = torch.as_tensor(data.media_array() / self.media_scale_)
+        ctrl = torch.as_tensor((data.controls_array() - self.control_mean_) / self.control_sd_)
+        T = media.shape[0]
+        seasonal = fourier_features(T, self.seasonality_period, self.seasonality_degrees, offset=offset)
+        if self.weekday_seasonality:
+            dow = torch.as_tensor(data.dates.dayofweek.to_numpy())
+            seasonal = torch.cat([seasonal, torch.nn.functional.one_hot(dow, 7).double()], dim=1)
+        t_index = torch.arange(offset, offset + T, dtype=torch.float64)
+        if self.trend_index == "unit":
+            t_index = t_index / self.n_train_
+        target = torch.as_tensor(data.target_array() / self.target_scale_) if with_target else None
+        return _Prepared(media, ctrl, seasonal, t_index, target)
+
+    # ---------------------------------------------------------------- model
+    def _model(self, media, controls, seasonal, t_index, target=None):
+        T, C = media.shape[0], media.shape[1]
+        geo = media.ndim == 3
+        G = media.shape[2] if geo else 1
+        K = controls.shape[1]
+        n_fourier = 2 * self.seasonality_degrees
+        cost = torch.as_tensor(self.cost_prior_, dtype=media.dtype)
+
+        with pyro.plate("channels", C, dim=-1):
+            params = {name: pyro.sample(name, d) for name, d in _transform_priors(self.model_name, C).items()}
+            coef_media = pyro.sample("coef_media", dist.HalfNormal(cost))
+        expo_trend = pyro.sample("expo_trend", dist.Uniform(0.5, 1.5))
+        if geo:
+            with pyro.plate("geos", G, dim=-1):
+                intercept = pyro.sample("intercept", dist.HalfNormal(2.0))
+                sigma = pyro.sample("sigma", dist.Gamma(1.0, 1.0))
+                coef_trend = pyro.sample("coef_trend", dist.Normal(0.0, 1.0))
+                season_scale = pyro.sample("seasonality_scale", dist.HalfNormal(0.5))
+            with pyro.plate("geo_channels_g", G, dim=-1), pyro.plate("geo_channels_c", C, dim=-2):
+                coef_media_geo = pyro.sample(
+                    "coef_media_geo", dist.HalfNormal(coef_media.unsqueeze(-1) * math.sqrt(2.0 / math.pi))
+                )
+            params = {k: v.unsqueeze(-1) for k, v in params.items()}
+        else:
+            intercept = pyro.sample("intercept", dist.HalfNormal(2.0))
+            sigma = pyro.sample("sigma", dist.Gamma(1.0, 1.0))
+            coef_trend = pyro.sample("coef_trend", dist.Normal(0.0, 1.0))
+        trend_t = _power_safe(t_index, expo_trend)
+        mu = intercept + coef_trend * (trend_t.unsqueeze(-1) if geo else trend_t)
+        if n_fourier + (7 if self.weekday_seasonality else 0) > 0:
+            with pyro.plate("seasonal_terms", seasonal.shape[1], dim=-1):
+                gamma = pyro.sample("gamma_seasonality", dist.Normal(0.0, 1.0))
+            season = seasonal @ gamma
+            mu = mu + (season.unsqueeze(-1) * season_scale if geo else season)
+        if K > 0:
+            with pyro.plate("controls", K, dim=-1):
+                coef_extra = pyro.sample("coef_extra", dist.Normal(0.0, 1.0))
+            mu = mu + (torch.einsum("tkg,k->tg", controls, coef_extra) if geo else controls @ coef_extra)
+        transformed = media_transform(self.model_name, media, params)
+        if geo:
+            mu = mu + (transformed * coef_media_geo).sum(dim=1)
+            with pyro.plate("time", T, dim=-2), pyro.plate("obs_geos", G, dim=-1):
+                pyro.sample("target", dist.Normal(mu, sigma), obs=target)
+        else:
+            mu = mu + transformed @ coef_media
+            with pyro.plate("time", T, dim=-1):
+                pyro.sample("target", dist.Normal(mu, sigma), obs=target)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        data: MediaDataset,
+        inference: str = "nuts",
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        chains: int = 2,
+        seed: int = 0,
+        svi_steps: int = 3000,
+        svi_lr: float = 0.02,
+        target_accept_prob: float = 0.85,
+        progress: bool = False,
+    ) -> BayesianMMM:
+        """Fit to a :class:`~mmmlib.data.MediaDataset`.
+
+        Parameters
+        ----------
+        data : MediaDataset
+            Media, spend (for the cost prior and ROI), target and controls.
+        inference : str
+            ``nuts`` (Pyro NUTS, JIT-compiled potential, ``init_to_median``) or ``svi``
+            (a low-rank multivariate-normal guide; full-rank for national data).
+        num_warmup, num_samples, chains : int
+            NUTS settings per chain; SVI draws ``num_samples * chains`` from its guide.
+        seed : int
+            Seed of the inference.
+        svi_steps, svi_lr : int, float
+            SVI optimisation steps and Adam learning rate.
+        target_accept_prob : float
+            NUTS step-size adaptation target (LightweightMMM: 0.85).
+        progress : bool
+            Show a progress bar (off in the book).
+        """
+        if inference not in ("nuts", "svi"):
+            raise ValueError(f"inference must be 'nuts' or 'svi', got {inference!r}")
+        if chains < 1 or num_samples < 1 or num_warmup < 0:
+            raise ValueError("chains and num_samples must be >= 1 and num_warmup >= 0")
+        self._scales(data)
+        prep = self._prepare(data)
+        args = (prep.media, prep.controls, prep.seasonal, prep.t_index)
+        pyro.clear_param_store()
+        pyro.set_rng_seed(seed)
+        t0 = time.perf_counter()
+        if inference == "nuts":
+            samples, table, divergences = self._run_nuts(
+                args, prep.target, num_warmup, num_samples, chains, target_accept_prob, progress, seed
+            )
+        else:
+            samples = self._run_svi(args, prep.target, svi_steps, svi_lr, num_samples * chains, progress)
+            table = pd.DataFrame(
+                {k: [float(v.mean()), float(v.std())] for k, v in samples.items()}, index=["mean", "sd"]
+            ).T
+            divergences = 0
+        seconds = time.perf_counter() - t0
+        self.samples_ = samples
+        self.data_ = data
+        n_draws = next(iter(samples.values())).shape[0]
+        self.diagnostics_ = Diagnostics(
+            inference=inference,
+            max_rhat=float(table["rhat"].max()) if "rhat" in table else float("nan"),
+            min_ess=float(table["ess"].min()) if "ess" in table else float("nan"),
+            divergences=int(divergences),
+            num_draws=int(n_draws),
+            fit_seconds=seconds,
+            table=table,
+        )
+        return self
+
+    def _run_nuts(self, args, target, num_warmup, num_samples, chains, target_accept_prob, progress, seed):
+        by_chain: list[dict[str, torch.Tensor]] = []
+        divergences = 0
+        for c in range(chains):  # sequential chains: reproducible, no process pool
+            pyro.set_rng_seed(seed + 1000 * c)
+            kernel = NUTS(
+                self._model,
+                jit_compile=True,
+                ignore_jit_warnings=True,
+                target_accept_prob=target_accept_prob,
+                init_strategy=init_to_median(num_samples=15),
+                max_tree_depth=10,
+            )
+            mcmc = MCMC(
+                kernel,
+                num_samples=num_samples,
+                warmup_steps=num_warmup,
+                num_chains=1,
+                disable_progbar=not progress,
+            )
+            mcmc.run(*args, target=target)
+            by_chain.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+            extra = mcmc.diagnostics()
+            divergences += int(sum(len(v) for v in extra.get("divergences", {}).values()))
+        stacked = {k: torch.stack([s[k] for s in by_chain]) for k in by_chain[0]}  # (chains, draws, ...)
+        rows = {}
+        for name, v in stacked.items():
+            flat = v.reshape(v.shape[0], v.shape[1], -1)
+            for j in range(flat.shape[-1]):
+                x = flat[..., j]
+                label = name if flat.shape[-1] == 1 else f"{name}[{j}]"
+                rows[label] = {
+                    "mean": float(x.mean()),
+                    "sd": float(x.std()),
+                    "rhat": float(pyro.ops.stats.split_gelman_rubin(x)) if x.shape[1] > 3 else float("nan"),
+                    "ess": float(pyro.ops.stats.effective_sample_size(x)),
+                }
+        table = pd.DataFrame(rows).T
+        samples = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in stacked.items()}
+        return samples, table, divergences
+
+    def _run_svi(self, args, target, steps, lr, n_draws, progress):
+        geo = args[0].ndim == 3
+        guide_cls = AutoLowRankMultivariateNormal if geo else AutoMultivariateNormal
+        guide = guide_cls(self._model, init_loc_fn=init_to_median(num_samples=15))
+        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(steps, 1)), "clip_norm": 10.0})
+        svi = SVI(self._model, guide, optim, Trace_ELBO())
+        losses = []
+        iterator = range(steps)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="SVI")
+        for _ in iterator:
+            losses.append(svi.step(*args, target=target))
+        self.svi_losses_ = np.asarray(losses)
+        with torch.no_grad():  # the guide returns a dict of constrained latent draws per call
+            draws = [guide(*args) for _ in range(n_draws)]
+        return {k: torch.stack([d[k].detach() for d in draws]) for k in draws[0]}
+
+    # --------------------------------------------------------------- outputs
+    def _check_fitted(self) -> None:
+        if self.samples_ is None:
+            raise RuntimeError("call fit() first")
+
+    def _draw_params(self, geo: bool) -> dict[str, torch.Tensor]:
+        """Transform parameters with the draw axis last, to broadcast against (T, C[, G], S)."""
+        out = {}
+        for name in TRANSFORM_SITES[self.model_name]:
+            v = self.samples_[name].T  # (C, S)
+            out[name] = v.unsqueeze(1) if geo else v  # (C, 1, S) for geo
+        return out
+
+    def _media_effect(self, media_scaled: torch.Tensor) -> torch.Tensor:
+        """Per-draw media effect on the scaled target, ``(S, T, C[, G])``."""
+        geo = media_scaled.ndim == 3
+        x = media_scaled.unsqueeze(-1)  # (T, C[, G], 1) -> broadcast with draws
+        n = self.samples_["coef_media"].shape[0]
+        x = x.expand(*media_scaled.shape, n)
+        f = media_transform(self.model_name, x, self._draw_params(geo))  # (T, C[, G], S)
+        f = f.movedim(-1, 0)  # (S, T, C[, G])
+        if geo:
+            return f * self.samples_["coef_media_geo"].unsqueeze(1)  # (S, C, G) -> (S, 1, C, G)
+        return f * self.samples_["coef_media"].unsqueeze(1)
+
+    def contribution_draws(self, data: MediaDataset | None = None) -> np.ndarray:
+        """Per-draw contributions on the original scale, ``(S, T, C)`` summed over geos."""
+        self._check_fitted()
+        data = data or self.data_
+        prep = self._prepare(data, with_target=False)
+        with torch.no_grad():
+            eff = self._media_effect(prep.media).numpy()
+        scale = np.asarray(self.target_scale_)
+        if eff.ndim == 4:
+            return (eff * scale[None, None, None, :]).sum(axis=-1)
+        return eff * float(scale)
+
+    @staticmethod
+    def _summarise(draws: np.ndarray, index: list[str], level: float = 0.9) -> pd.DataFrame:
+        a = (1.0 - level) / 2.0
+        return pd.DataFrame(
+            {
+                "mean": draws.mean(axis=0),
+                "median": np.median(draws, axis=0),
+                "lo": np.quantile(draws, a, axis=0),
+                "hi": np.quantile(draws, 1.0 - a, axis=0),
+            },
+            index=pd.Index(index, name="channel"),
+        )
+
+    def roi(self, level: float = 0.9) -> pd.DataFrame:
+        """ROI per channel: total contribution over the training window / total spend.
+
+        Returns a DataFrame indexed by channel with ``mean``, ``median``, ``lo``, ``hi``
+        (the central ``level`` interval, 90% by default).
+        """
+        contrib = self.contribution_draws().sum(axis=1)  # (S, C)
+        spend = self.data_.spend_array()
+        total_spend = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=(0, 2))
+        return self._summarise(contrib / total_spend[None, :], list(self.data_.channels), level)
+
+    def contribution_share(self, level: float = 0.9) -> pd.DataFrame:
+        """Each channel's share of the total media contribution (same columns as :meth:`roi`)."""
+        contrib = self.contribution_draws().sum(axis=1)
+        share = contrib / contrib.sum(axis=1, keepdims=True)
+        return self._summarise(share, list(self.data_.channels), level)
+
+    def contributions(self) -> pd.DataFrame:
+        """Posterior-mean contribution per period and channel, plus ``baseline`` (national sum)."""
+        c = self.contribution_draws().mean(axis=0)  # (T, C)
+        pred = self.predict_draws(self.data_).mean(axis=0)  # (T,)
+        out = pd.DataFrame(c, index=self.data_.dates, columns=list(self.data_.channels))
+        out.insert(0, "baseline", pred - c.sum(axis=1))
+        return out
+
+    def predict_draws(self, data: MediaDataset, history: MediaDataset | None = None) -> np.ndarray:
+        """Posterior mean function draws on the original scale, national sum, ``(S, T)``.
+
+        ``history`` (e.g. the training data) is prepended so carry-over continues into
+        ``data``; the trend and seasonality continue from the end of the history.
+        """
+        self._check_fitted()
+        if history is not None:
+            full = MediaDataset(
+                frame=pd.concat([history.frame, data.frame], ignore_index=True),
+                date=data.date, media=data.media, spend=data.spend, target=data.target,
+                controls=data.controls, geo=data.geo, channels=data.channels, name=data.name,
+            )
+            return self.predict_draws(full)[:, -data.n_times :]
+        prep = self._prepare(data, with_target=False)
+        with torch.no_grad():
+            mu = self._mean_function(prep)  # (S, T[, G])
+        scale = np.asarray(self.target_scale_)
+        mu = mu.numpy()
+        if mu.ndim == 3:
+            return (mu * scale[None, None, :]).sum(axis=-1)
+        return mu * float(scale)
+
+    def _mean_function(self, prep: _Prepared) -> torch.Tensor:
+        s = self.samples_
+        geo = prep.media.ndim == 3
+        t = prep.t_index
+        trend_t = _power_safe(t.unsqueeze(0), s["expo_trend"].unsqueeze(-1))  # (S, T)
+        if geo:
+            mu = s["intercept"].unsqueeze(1) + s["coef_trend"].unsqueeze(1) * trend_t.unsqueeze(-1)
+        else:
+            mu = s["intercept"].unsqueeze(-1) + s["coef_trend"].unsqueeze(-1) * trend_t
+        if "gamma_seasonality" in s:
+            season = s["gamma_seasonality"] @ prep.seasonal.T  # (S, T)
+            mu = mu + (season.unsqueeze(-1) * s["seasonality_scale"].unsqueeze(1) if geo else season)
+        if "coef_extra" in s:
+            if geo:
+                mu = mu + torch.einsum("tkg,sk->stg", prep.controls, s["coef_extra"])
+            else:
+                mu = mu + s["coef_extra"] @ prep.controls.T
+        eff = self._media_effect(prep.media).sum(dim=2)  # (S, T[, G])
+        return mu + eff
+
+    def predict(self, data: MediaDataset, history: MediaDataset | None = None, level: float = 0.9) -> pd.DataFrame:
+        """Predicted (national) target per period: ``mean``, ``lo``, ``hi`` of the mean function
+        and ``lo_obs``/``hi_obs`` including observation noise."""
+        mu = self.predict_draws(data, history)
+        sigma = self.samples_["sigma"].numpy()
+        scale = np.asarray(self.target_scale_)
+        noise_sd = (sigma * scale).reshape(sigma.shape[0], -1)
+        noise_sd = np.sqrt((noise_sd**2).sum(axis=1))[:, None]
+        rng = np.random.default_rng(0)
+        obs = mu + rng.normal(size=mu.shape) * noise_sd
+        a = (1.0 - level) / 2.0
+        return pd.DataFrame(
+            {
+                "mean": mu.mean(axis=0),
+                "lo": np.quantile(mu, a, axis=0),
+                "hi": np.quantile(mu, 1 - a, axis=0),
+                "lo_obs": np.quantile(obs, a, axis=0),
+                "hi_obs": np.quantile(obs, 1 - a, axis=0),
+            },
+            index=data.dates,
+        )
+
+    def response_draws(self, channel: str, weekly_spend: np.ndarray) -> np.ndarray:
+        """Long-run weekly contribution (original scale, national) of a constant weekly spend,
+        per draw: ``(S, len(weekly_spend))``.
+
+        With normalised adstock (and normalised carryover weights) a constant input is its
+        own steady state, so the response is :math:`\\beta f(s / (\\text{price}\\cdot\\bar m))`.
+        """
+        self._check_fitted()
+        c = list(self.data_.channels).index(channel)
+        spend = np.atleast_1d(np.asarray(weekly_spend, dtype=np.float64))
+        geo = self.data_.geo is not None
+        if geo:
+            # spend shared across geos as in the training data
+            split = self.data_.spend_array()[:, c, :].sum(axis=0)
+            split = split / split.sum()
+            x = spend[:, None] * split[None, :] / self.price_[c] / self.media_scale_[c]  # (N, G)
+        else:
+            x = spend / self.price_[c] / self.media_scale_[c]  # (N,)
+        x_t = torch.as_tensor(x).unsqueeze(-1)  # (N[, G], 1)
+        name_params = {
+            k: self.samples_[k][:, c].reshape(1, -1) if geo else self.samples_[k][:, c]
+            for k in TRANSFORM_SITES[self.model_name]
+        }
+        f = _steady_state(self.model_name, x_t, name_params)  # (N[, G], S)
+        if geo:
+            beta = self.samples_["coef_media_geo"][:, c, :].T.numpy()  # (G, S)
+            resp = (f.numpy() * beta[None] * np.asarray(self.target_scale_)[None, :, None]).sum(axis=1)
+        else:
+            resp = f.numpy() * self.samples_["coef_media"][:, c].numpy()[None, :] * float(self.target_scale_)
+        return resp.T
+
+    def response_curves(self, n_points: int = 50, max_multiple: float = 3.0) -> pd.DataFrame:
+        """Posterior response curves for every channel: long-run weekly contribution at
+        constant weekly spend from 0 to ``max_multiple`` × the average; tidy frame with
+        ``channel``, ``spend``, ``mean``, ``lo``, ``hi``."""
+        rows = []
+        spend = self.data_.spend_array()
+        mean_weekly = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=2).mean(axis=0)
+        for c, ch in enumerate(self.data_.channels):
+            grid = np.linspace(0.0, max_multiple * mean_weekly[c], n_points)
+            r = self.response_draws(ch, grid)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "channel": ch,
+                        "spend": grid,
+                        "mean": r.mean(axis=0),
+                        "lo": np.quantile(r, 0.05, axis=0),
+                        "hi": np.quantile(r, 0.95, axis=0),
+                    }
+                )
+            )
+        return pd.concat(rows, ignore_index=True)
+
+    def diagnostics(self) -> Diagnostics:
+        """R-hat, ESS, divergences and fit time (see :class:`Diagnostics`)."""
+        self._check_fitted()
+        return self.diagnostics_
+
+    def summary(self) -> dict[str, Any]:
+        """Short description of the fitted model for tables."""
+        d = self.diagnostics()
+        return {
+            "model": self.model_name,
+            "media_prior": self.media_prior,
+            "inference": d.inference,
+            "draws": d.num_draws,
+            "max_rhat": d.max_rhat,
+            "divergences": d.divergences,
+            "seconds": d.fit_seconds,
+        }
+
+
+def _power_safe(t: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """:math:`t^\\kappa` with :math:`0^\\kappa = 0` and a finite gradient in :math:`\\kappa` at
+    :math:`t = 0` (as JAX's ``pow`` gives LightweightMMM)."""
+    base = torch.where(t == 0, torch.ones_like(t), t)
+    return torch.where(t == 0, torch.zeros_like(base * exponent), base**exponent)
+
+
+def _steady_state(model: str, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Media transform at a constant input (normalised adstock/carryover leave it unchanged)."""
+    if model == "hill_adstock":
+        return hill(x, params["half_max_effective_concentration"], params["slope"])
+    return apply_exponent_safe(x, params["exponent"])

@@ -1,0 +1,125 @@
+"""mmmlib.models.bayes: the LightweightMMM-style model, its outputs and their consistency.
+
+Recovery against the simulated truth is measured in Chapter 1 (a benchmark, not a unit test);
+these tests check that the outputs are what they claim to be.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmmlib.models.bayes import MODELS, BayesianMMM, media_transform
+from mmmlib.runtime import setup
+from mmmlib.simulate import easy_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return easy_world(seed=2, n_weeks=52)
+
+
+@pytest.fixture(scope="module")
+def fitted(world):
+    setup(0)
+    return BayesianMMM("hill_adstock").fit(world.data, inference="svi", svi_steps=300, num_samples=100, chains=1, seed=0)
+
+
+def test_summaries_have_the_documented_shape(fitted, world):
+    for table in (fitted.roi(), fitted.contribution_share()):
+        assert list(table.columns) == ["mean", "median", "lo", "hi"]
+        assert list(table.index) == list(world.truth.channels)
+        assert (table["lo"] <= table["median"]).all() and (table["median"] <= table["hi"]).all()
+    assert fitted.contribution_share()["mean"].sum() == pytest.approx(1.0)
+    d = fitted.diagnostics()
+    assert d.inference == "svi" and d.num_draws == 100 and d.divergences == 0
+
+
+def test_roi_is_contribution_over_spend(fitted, world):
+    draws = fitted.contribution_draws()  # (S, T, C)
+    roi = draws.sum(axis=1) / world.truth.spend.sum().to_numpy()[None, :]
+    np.testing.assert_allclose(fitted.roi()["mean"].to_numpy(), roi.mean(axis=0), rtol=1e-12)
+
+
+def test_contributions_follow_the_media_transform(fitted, world):
+    """Draw 0's contribution equals beta * f(media / mean media) * mean(target), recomputed by hand."""
+    s = {k: v[0] for k, v in fitted.samples_.items()}
+    media = torch.as_tensor(world.data.media_array() / world.data.media_array().mean(axis=0))
+    f = media_transform("hill_adstock", media, s).numpy()
+    expected = f * s["coef_media"].numpy()[None, :] * world.data.target_array().mean()
+    np.testing.assert_allclose(fitted.contribution_draws()[0], expected, rtol=1e-10)
+
+
+def test_contributions_and_baseline_add_up_to_the_prediction(fitted, world):
+    c = fitted.contributions()
+    pred = fitted.predict(world.data)
+    np.testing.assert_allclose(c.sum(axis=1).to_numpy(), pred["mean"].to_numpy(), rtol=1e-10)
+    assert (pred["lo_obs"] <= pred["lo"]).all() and (pred["hi"] <= pred["hi_obs"]).all()
+
+
+def test_prediction_with_history_continues_the_carryover(fitted, world):
+    train, test = world.data.split(8)
+    joined = fitted.predict_draws(world.data)[:, -8:]
+    np.testing.assert_allclose(fitted.predict_draws(test, history=train), joined, rtol=1e-10)
+    # without history the adstock restarts from zero and the prediction differs
+    assert not np.allclose(fitted.predict_draws(test), joined)
+
+
+def test_response_curve_is_the_steady_state_of_a_constant_spend(fitted, world):
+    """Feeding a long constant spend through the fitted transforms converges to response_draws."""
+    c, ch = 1, world.truth.channels[1]
+    spend = float(world.truth.spend[ch].mean())
+    curve = fitted.response_draws(ch, np.array([spend]))[:, 0]
+    media = np.tile(world.data.media_array().mean(axis=0), (400, 1))
+    media[:, c] = spend / fitted.price_[c]
+    eff = fitted._media_effect(torch.as_tensor(media / fitted.media_scale_)).numpy()[:, -1, c]
+    np.testing.assert_allclose(eff * world.data.target_array().mean(), curve, rtol=1e-6)
+    rc = fitted.response_curves(n_points=5)
+    assert set(rc["channel"]) == set(world.truth.channels) and (rc.groupby("channel")["mean"].first() == 0).all()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_fits_national_and_geo(model):
+    setup(0)
+    for n_geos in (1, 3):
+        w = easy_world(seed=1, n_weeks=30, n_geos=n_geos)
+        m = BayesianMMM(model).fit(w.data, inference="svi", svi_steps=60, num_samples=20, chains=1, seed=1)
+        roi = m.roi()
+        assert np.isfinite(roi.to_numpy()).all() and (roi["mean"] >= 0).all()
+        assert m.predict(w.data).shape == (30, 5)
+
+
+def test_same_seed_same_posterior(world):
+    def fit():
+        setup(0)
+        return BayesianMMM().fit(world.data, inference="svi", svi_steps=50, num_samples=20, chains=1, seed=4).roi()
+
+    pd.testing.assert_frame_equal(fit(), fit())
+
+
+def test_nuts_reports_diagnostics():
+    setup(0)
+    w = easy_world(seed=0, n_weeks=26)
+    m = BayesianMMM("adstock").fit(w.data, inference="nuts", num_warmup=15, num_samples=10, chains=2, seed=0)
+    d = m.diagnostics()
+    assert d.inference == "nuts" and d.num_draws == 20
+    assert np.isfinite(d.max_rhat) and d.min_ess > 0 and d.divergences >= 0
+    assert {"mean", "sd", "rhat", "ess"} <= set(d.table.columns)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(model="linear"), "model"), (dict(media_prior="uniform"), "media_prior"), (dict(trend_index="days"), "trend_index")],
+)
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BayesianMMM(**kwargs)
+
+
+def test_bad_inference_and_unfitted_use(world):
+    with pytest.raises(ValueError, match="inference"):
+        BayesianMMM().fit(world.data, inference="laplace")
+    with pytest.raises(RuntimeError, match="fit"):
+        BayesianMMM().roi()
