@@ -123,3 +123,11 @@ def test_bad_inference_and_unfitted_use(world):
         BayesianMMM().fit(world.data, inference="laplace")
     with pytest.raises(RuntimeError, match="fit"):
         BayesianMMM().roi()
+
+
+def test_model_response_is_the_posterior_mean_curve(fitted, world):
+    from mmmlib.optimize import model_response
+
+    spend = world.truth.spend.mean().to_numpy()
+    expected = sum(fitted.response_draws(ch, np.array([s]))[:, 0].mean() for ch, s in zip(world.truth.channels, spend, strict=True))
+    assert model_response(fitted)(spend) == pytest.approx(expected, rel=1e-12)

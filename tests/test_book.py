@@ -137,3 +137,24 @@ def test_pages_list_every_result(executed):
     display = json.loads((project.results / "01_toy.json").read_text())["results"]["ch01.value"]["display"]
     assert "`ch01.value`" in text and display in text
     assert "01_toy" in repro_md.read_text() and "@incollection{mmm_thesis_ch01" in cite_md.read_text()
+
+
+def test_source_chapters_are_clean_and_parameterised():
+    """Every chapters/NN_slug.ipynb: no outputs, a hidden parameters cell with profile and seed,
+    a title, and an entry in _toc.yml."""
+    from mmmlib.results import repo_root
+
+    project = Project(repo_root())
+    toc = (project.root / "_toc.yml").read_text()
+    assert project.chapters(), "no chapters found"
+    for ch in project.chapters():
+        nb = nbformat.read(ch.source, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{ch.name} has outputs"
+        params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, f"{ch.name} needs exactly one cell tagged 'parameters'"
+        assert "remove-cell" in params[0].metadata["tags"]
+        for name in ("profile", "seed", "results_dir"):
+            assert f"{name} =" in params[0].source, f"{ch.name}: parameter {name!r} missing"
+        assert ch.title() != ch.name, f"{ch.name} has no '# Title' heading"
+        assert f"book/chapters/{ch.name}" in toc, f"{ch.name} is not in _toc.yml"
