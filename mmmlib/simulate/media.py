@@ -132,6 +132,8 @@ class WorldConfig:
         Noise standard deviation as a fraction of mean expected sales.
     correlation : float
         Weight of the shared latent process in ``correlated`` channels (0..1).
+    always_on_variation : float
+        Log-scale standard deviation of ``always_on`` spend around its plan (AR(1), 0.6).
     flights_follow_season : bool
         Place flighted channels' bursts into the seasonal peak (confounding).
     search_follows_demand : bool
@@ -152,6 +154,7 @@ class WorldConfig:
     control_effect: float = 0.04
     noise_cv: float = 0.06
     correlation: float = 0.2
+    always_on_variation: float = 0.15
     flights_follow_season: bool = False
     search_follows_demand: bool = False
     start: str = "2023-01-01"
@@ -315,7 +318,7 @@ def _spend_patterns(
         elif ch.pattern == "always_on":
             own = _ar1(rng, n, 0.6)[:, 0]
             demand = 0.25 * season if cfg.search_follows_demand else 0.0
-            p = np.exp(0.15 * own + demand)
+            p = np.exp(cfg.always_on_variation * own + demand)
         else:  # correlated
             own = _ar1(rng, n, 0.8)[:, 0]
             r = cfg.correlation
