@@ -71,7 +71,7 @@ browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "==> installing Debian's chromium for the browser check"; \
-	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { echo "apt-get could not install chromium" >&2; exit 1; }; \
 	  else echo "==> chromium not found and cannot be installed here: the browser check will be skipped"; fi; \
 	fi
 
