@@ -206,7 +206,7 @@ class BayesianMMM:
         self.n_train_ = float(data.n_times)
         self.control_mean_ = ctrl.mean(axis=0)
         self.control_sd_ = np.where(ctrl.std(axis=0) > 0, ctrl.std(axis=0), 1.0)
-        total_cost = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=(0, 2))
+        total_cost = _weekly_spend(spend).sum(axis=0)
         self.cost_prior_ = total_cost / total_cost.mean() if self.media_prior == "cost" else np.ones_like(total_cost)
         self.price_ = spend.sum(axis=0) / np.maximum(media.sum(axis=0), 1e-12)  # spend per media unit
 
@@ -252,7 +252,7 @@ class BayesianMMM:
             intercept = pyro.sample("intercept", dist.HalfNormal(2.0))
             sigma = pyro.sample("sigma", dist.Gamma(1.0, 1.0))
             coef_trend = pyro.sample("coef_trend", dist.Normal(0.0, 1.0))
-        trend_t = _power_safe(t_index, expo_trend)
+        trend_t = apply_exponent_safe(t_index, expo_trend)  # 0^k = 0, finite gradient in k
         mu = intercept + coef_trend * (trend_t.unsqueeze(-1) if geo else trend_t)
         if n_fourier + (7 if self.weekday_seasonality else 0) > 0:
             with pyro.plate("seasonal_terms", seasonal.shape[1], dim=-1):
@@ -459,8 +459,7 @@ class BayesianMMM:
         (the central ``level`` interval, 90% by default).
         """
         contrib = self.contribution_draws().sum(axis=1)  # (S, C)
-        spend = self.data_.spend_array()
-        total_spend = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=(0, 2))
+        total_spend = _weekly_spend(self.data_.spend_array()).sum(axis=0)
         return self._summarise(contrib / total_spend[None, :], list(self.data_.channels), level)
 
     def contribution_share(self, level: float = 0.9) -> pd.DataFrame:
@@ -504,7 +503,7 @@ class BayesianMMM:
         s = self.samples_
         geo = prep.media.ndim == 3
         t = prep.t_index
-        trend_t = _power_safe(t.unsqueeze(0), s["expo_trend"].unsqueeze(-1))  # (S, T)
+        trend_t = apply_exponent_safe(t.unsqueeze(0), s["expo_trend"].unsqueeze(-1))  # (S, T)
         if geo:
             mu = s["intercept"].unsqueeze(1) + s["coef_trend"].unsqueeze(1) * trend_t.unsqueeze(-1)
         else:
@@ -578,8 +577,7 @@ class BayesianMMM:
         constant weekly spend from 0 to ``max_multiple`` × the average; tidy frame with
         ``channel``, ``spend``, ``mean``, ``lo``, ``hi``."""
         rows = []
-        spend = self.data_.spend_array()
-        mean_weekly = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=2).mean(axis=0)
+        mean_weekly = _weekly_spend(self.data_.spend_array()).mean(axis=0)
         for c, ch in enumerate(self.data_.channels):
             grid = np.linspace(0.0, max_multiple * mean_weekly[c], n_points)
             r = self.response_draws(ch, grid)
@@ -615,11 +613,9 @@ class BayesianMMM:
         }
 
 
-def _power_safe(t: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-    """:math:`t^\\kappa` with :math:`0^\\kappa = 0` and a finite gradient in :math:`\\kappa` at
-    :math:`t = 0` (as JAX's ``pow`` gives LightweightMMM)."""
-    base = torch.where(t == 0, torch.ones_like(t), t)
-    return torch.where(t == 0, torch.zeros_like(base * exponent), base**exponent)
+def _weekly_spend(spend: np.ndarray) -> np.ndarray:
+    """National spend per period and channel, ``(T, C)``, from ``(T, C)`` or ``(T, C, G)``."""
+    return spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=2)
 
 
 def _steady_state(model: str, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
