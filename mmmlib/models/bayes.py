@@ -45,11 +45,14 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariate
 from pyro.infer.autoguide.initialization import init_to_median
 
 from mmmlib.data import MediaDataset
+from mmmlib.models.bayes_density import NationalDensity
+from mmmlib.nuts import effective_sample_size, sample_nuts, split_rhat
 from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
 
 __all__ = ["BayesianMMM", "MODELS", "Diagnostics", "media_transform"]
 
 MODELS = ("adstock", "hill_adstock", "carryover")
+MEDIA_PRIORS = ("cost", "flat", "roi")
 TRANSFORM_SITES = {
     "adstock": ("lag_weight", "exponent"),
     "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
@@ -150,13 +153,18 @@ class BayesianMMM:
     weekday_seasonality : bool
         Add seven day-of-week effects (daily data).
     media_prior : str
-        ``cost`` (LightweightMMM: :math:`\\beta_m \\sim \\mathrm{HalfNormal}(\\text{cost share}_m)`)
-        or ``flat`` (:math:`\\mathrm{HalfNormal}(1)` for every channel).
+        ``cost`` (LightweightMMM: :math:`\\beta_m \\sim \\mathrm{HalfNormal}(\\text{cost share}_m)`),
+        ``flat`` (:math:`\\mathrm{HalfNormal}(1)` for every channel) or ``roi`` (national
+        data only): the ROI itself is the parameter, :math:`\\mathrm{ROI}_m \\sim
+        \\mathrm{LogNormal}(\\mu, s)` (Meridian's default :math:`(0.2, 0.9)`), and
+        :math:`\\beta_m` is the coefficient that gives this ROI over the training window.
     trend_index : str
         ``raw``: the trend is :math:`t^\\kappa` on the integer index :math:`t = 0, 1, \\dots`
         (LightweightMMM; the coefficient must then be of order :math:`10^{-3}` and NUTS
         struggles); ``unit`` (default): :math:`t` divided by the training length, so the
         :math:`\\mathcal N(0, 1)` prior is on the scale of the data.
+    roi_prior : tuple of float
+        :math:`(\\mu, s)` of the LogNormal ROI prior (``media_prior="roi"``).
 
     Examples
     --------
@@ -173,11 +181,14 @@ class BayesianMMM:
         weekday_seasonality: bool = False,
         media_prior: str = "cost",
         trend_index: str = "unit",
+        roi_prior: tuple[float, float] = (0.2, 0.9),
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-        if media_prior not in ("cost", "flat"):
-            raise ValueError(f"media_prior must be 'cost' or 'flat', got {media_prior!r}")
+        if media_prior not in MEDIA_PRIORS:
+            raise ValueError(f"media_prior must be one of {MEDIA_PRIORS}, got {media_prior!r}")
+        if len(roi_prior) != 2 or not roi_prior[1] > 0:
+            raise ValueError(f"roi_prior must be (mu, sigma) with sigma > 0, got {roi_prior!r}")
         if seasonality_degrees < 0:
             raise ValueError(f"seasonality_degrees must be >= 0, got {seasonality_degrees}")
         self.model_name = model
@@ -188,6 +199,7 @@ class BayesianMMM:
             raise ValueError(f"trend_index must be 'raw' or 'unit', got {trend_index!r}")
         self.trend_index = trend_index
         self.media_prior = media_prior
+        self.roi_prior = (float(roi_prior[0]), float(roi_prior[1]))
         self.samples_: dict[str, torch.Tensor] | None = None
         self.data_: MediaDataset | None = None
         self.diagnostics_: Diagnostics | None = None
@@ -209,6 +221,7 @@ class BayesianMMM:
         total_cost = _weekly_spend(spend).sum(axis=0)
         self.cost_prior_ = total_cost / total_cost.mean() if self.media_prior == "cost" else np.ones_like(total_cost)
         self.price_ = spend.sum(axis=0) / np.maximum(media.sum(axis=0), 1e-12)  # spend per media unit
+        self.roi_units_ = total_cost / float(np.sum(self.target_scale_))  # ROI -> total scaled contribution
 
     def _prepare(self, data: MediaDataset, offset: int = 0, with_target: bool = True) -> _Prepared:
         media = torch.as_tensor(data.media_array() / self.media_scale_)
@@ -235,7 +248,10 @@ class BayesianMMM:
 
         with pyro.plate("channels", C, dim=-1):
             params = {name: pyro.sample(name, d) for name, d in _transform_priors(self.model_name, C).items()}
-            coef_media = pyro.sample("coef_media", dist.HalfNormal(cost))
+            if self.media_prior == "roi":
+                roi = pyro.sample("roi", dist.LogNormal(*self.roi_prior))
+            else:
+                coef_media = pyro.sample("coef_media", dist.HalfNormal(cost))
         expo_trend = pyro.sample("expo_trend", dist.Uniform(0.5, 1.5))
         if geo:
             with pyro.plate("geos", G, dim=-1):
@@ -269,7 +285,10 @@ class BayesianMMM:
             with pyro.plate("time", T, dim=-2), pyro.plate("obs_geos", G, dim=-1):
                 pyro.sample("target", dist.Normal(mu, sigma), obs=target)
         else:
-            mu = mu + transformed @ coef_media
+            if self.media_prior == "roi":  # the coefficient that gives each channel its sampled ROI
+                units = torch.as_tensor(self.roi_units_, dtype=media.dtype)
+                coef_media = pyro.deterministic("coef_media", roi * units / transformed.sum(dim=-2))
+            mu = mu + (transformed * coef_media.unsqueeze(-2)).sum(-1)
             with pyro.plate("time", T, dim=-1):
                 pyro.sample("target", dist.Normal(mu, sigma), obs=target)
 
@@ -286,6 +305,7 @@ class BayesianMMM:
         svi_lr: float = 0.02,
         target_accept_prob: float = 0.85,
         progress: bool = False,
+        backend: str = "auto",
     ) -> BayesianMMM:
         """Fit to a :class:`~mmmlib.data.MediaDataset`.
 
@@ -306,9 +326,25 @@ class BayesianMMM:
             NUTS step-size adaptation target (LightweightMMM: 0.85).
         progress : bool
             Show a progress bar (off in the book).
+        backend : str
+            NUTS implementation: ``pyro`` (Pyro's NUTS on the Pyro program, JIT-compiled),
+            ``numpy`` (:func:`mmmlib.nuts.sample_nuts` on the same model's hand-differentiated
+            log density, :class:`~mmmlib.models.bayes_density.NationalDensity`; national data
+            only, chains in parallel processes) or ``auto`` (``numpy`` for national data,
+            ``pyro`` for geo panels).
         """
         if inference not in ("nuts", "svi"):
             raise ValueError(f"inference must be 'nuts' or 'svi', got {inference!r}")
+        if backend not in ("auto", "pyro", "numpy"):
+            raise ValueError(f"backend must be 'auto', 'pyro' or 'numpy', got {backend!r}")
+        geo = data.geo is not None
+        if geo and self.media_prior == "roi":
+            raise ValueError("media_prior='roi' is implemented for national data only; use 'cost' or 'flat'")
+        if geo and backend == "numpy":
+            raise ValueError("backend='numpy' is implemented for national data only; use 'pyro'")
+        if backend == "auto":
+            backend = "pyro" if geo else "numpy"
+        self.backend_ = backend if inference == "nuts" else "pyro"
         if chains < 1 or num_samples < 1 or num_warmup < 0:
             raise ValueError("chains and num_samples must be >= 1 and num_warmup >= 0")
         self._scales(data)
@@ -317,7 +353,11 @@ class BayesianMMM:
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         t0 = time.perf_counter()
-        if inference == "nuts":
+        if inference == "nuts" and backend == "numpy":
+            samples, table, divergences = self._run_nuts_numpy(
+                prep, num_warmup, num_samples, chains, target_accept_prob, seed
+            )
+        elif inference == "nuts":
             samples, table, divergences = self._run_nuts(
                 args, prep.target, num_warmup, num_samples, chains, target_accept_prob, progress, seed
             )
@@ -328,6 +368,8 @@ class BayesianMMM:
             ).T
             divergences = 0
         seconds = time.perf_counter() - t0
+        if "roi" in samples and "coef_media" not in samples:
+            samples["coef_media"] = self._roi_to_coef(prep, samples)
         self.samples_ = samples
         self.data_ = data
         n_draws = next(iter(samples.values())).shape[0]
@@ -382,6 +424,61 @@ class BayesianMMM:
         table = pd.DataFrame(rows).T
         samples = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in stacked.items()}
         return samples, table, divergences
+
+    def density(self, data: MediaDataset) -> NationalDensity:
+        """The model's log density on ``data`` (national) as a NumPy function with gradient."""
+        self._scales(data)
+        prep = self._prepare(data)
+        return self._density(prep)
+
+    def _density(self, prep: _Prepared) -> NationalDensity:
+        return NationalDensity(
+            self.model_name,
+            prep.media.numpy(),
+            prep.controls.numpy(),
+            prep.seasonal.numpy(),
+            prep.t_index.numpy(),
+            prep.target.numpy(),
+            self.cost_prior_,
+            media_prior=self.media_prior,
+            roi_units=self.roi_units_,
+            roi_prior=self.roi_prior,
+        )
+
+    def _run_nuts_numpy(self, prep, num_warmup, num_samples, chains, target_accept_prob, seed):
+        density = self._density(prep)
+        z0 = density.unconstrain(density.prior_median())
+        res = sample_nuts(
+            density, z0, num_warmup=num_warmup, num_samples=num_samples, chains=chains, seed=seed,
+            target_accept_prob=target_accept_prob, max_tree_depth=10, dense_mass=True,
+        )
+        self.nuts_ = res
+        per_chain = [density.constrain(res.draws[c]) for c in range(chains)]
+        stacked = {k: np.stack([pc[k] for pc in per_chain]) for k in per_chain[0]}  # (chains, draws, ...)
+        rows = {}
+        for name, v in stacked.items():
+            flat = v.reshape(v.shape[0], v.shape[1], -1)
+            for j in range(flat.shape[-1]):
+                x = flat[..., j]
+                label = name if flat.shape[-1] == 1 else f"{name}[{j}]"
+                rows[label] = {
+                    "mean": float(x.mean()),
+                    "sd": float(x.std()),
+                    "rhat": split_rhat(x),
+                    "ess": effective_sample_size(x),
+                }
+        samples = {k: torch.as_tensor(v.reshape((-1,) + v.shape[2:])) for k, v in stacked.items()}
+        return samples, pd.DataFrame(rows).T, res.num_divergent
+
+    def _roi_to_coef(self, prep: _Prepared, samples: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``coef_media`` per draw from the sampled ROI (``media_prior="roi"``)."""
+        n = samples["roi"].shape[0]
+        x = prep.media.unsqueeze(-1).expand(*prep.media.shape, n)
+        params = {k: samples[k].T for k in TRANSFORM_SITES[self.model_name]}
+        with torch.no_grad():
+            f = media_transform(self.model_name, x, params)  # (T, C, S)
+        units = torch.as_tensor(self.roi_units_)
+        return samples["roi"] * units[None, :] / f.sum(dim=0).T
 
     def _run_svi(self, args, target, steps, lr, n_draws, progress):
         geo = args[0].ndim == 3

@@ -13,6 +13,7 @@ from mmmlib.simulate.media import (
     easy_world,
     hard_world,
     simulate_media_world,
+    toy_world,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "easy_world",
     "hard_world",
     "simulate_media_world",
+    "toy_world",
 ]

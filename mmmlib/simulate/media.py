@@ -43,6 +43,7 @@ __all__ = [
     "simulate_media_world",
     "easy_world",
     "hard_world",
+    "toy_world",
     "channel_correlation",
 ]
 
@@ -458,6 +459,22 @@ def hard_world(seed: int = 0, n_weeks: int = 156, n_geos: int = 1, **overrides) 
         search_follows_demand=True,
     )
     return simulate_media_world(replace(cfg, **overrides), seed=seed)
+
+
+def toy_world(seed: int = 0, n_weeks: int = 104) -> SimulatedWorld:
+    """LightweightMMM's tutorial sanity check: three channels whose true return is 1/1, 1/2
+    and 1/3 of their cost, with no carry-over and (almost) no saturation.
+
+    The three channels vary independently (log-normal AR(1) around equal plans); the Hill
+    half-saturation is 50 times the mean media level, so each response is linear within 2%
+    over the observed range.
+    """
+    channels = tuple(
+        ChannelSpec(name, "correlated", 10.0, 0.01, roi=roi, decay=0.0, half_saturation=50.0, slope=1.0)
+        for name, roi in (("one", 1.0), ("half", 0.5), ("third", 1.0 / 3.0))
+    )
+    cfg = WorldConfig(name="toy", n_weeks=n_weeks, channels=channels, correlation=0.0, trend=0.0)
+    return simulate_media_world(cfg, seed=seed)
 
 
 def channel_correlation(world: SimulatedWorld, channels: Sequence[str] | None = None) -> pd.DataFrame:

@@ -1,0 +1,92 @@
+"""mmmlib.models.bayes_density: the NumPy log density is the Pyro model's, and its gradient is right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pyro.infer.mcmc.util import initialize_model
+
+from mmmlib.models.bayes import MODELS, BayesianMMM
+from mmmlib.models.bayes_density import NationalDensity, geometric_scan
+from mmmlib.simulate import easy_world
+from mmmlib.transforms import adstock
+
+
+@pytest.fixture(scope="module")
+def world():
+    return easy_world(seed=3, n_weeks=40)
+
+
+def _density(world, model, prior):
+    mmm = BayesianMMM(model, media_prior=prior)
+    return mmm, mmm.density(world.data)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("prior", ["cost", "flat", "roi"])
+def test_gradient_matches_finite_differences(world, model, prior):
+    _, d = _density(world, model, prior)
+    z = np.random.default_rng(0).normal(scale=0.5, size=d.dim)
+    lp, grad = d(z)
+    eye = np.eye(d.dim)
+    fd = np.array([(d(z + 1e-6 * e)[0] - d(z - 1e-6 * e)[0]) / 2e-6 for e in eye])
+    assert np.isfinite(lp)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("prior", ["cost", "roi"])
+def test_log_density_is_the_pyro_models(world, model, prior):
+    """Pyro's potential (with its own unconstraining transforms) and ours differ by a constant."""
+    mmm, d = _density(world, model, prior)
+    prep = mmm._prepare(world.data)
+    _, potential_fn, _, _ = initialize_model(
+        mmm._model, model_args=(prep.media, prep.controls, prep.seasonal, prep.t_index),
+        model_kwargs={"target": prep.target},
+    )
+    rng = np.random.default_rng(1)
+    gaps = []
+    for _ in range(3):
+        z = rng.normal(scale=0.4, size=d.dim)
+        scalars = ("intercept", "coef_trend", "expo_trend", "sigma")
+        params = {s.name: torch.as_tensor(z[d.slices[s.name]]).reshape(() if s.name in scalars else (-1,))
+                  for s in d.sites}
+        gaps.append(d(z)[0] + float(potential_fn(params)))
+    assert max(gaps) - min(gaps) < 1e-8 * max(1.0, abs(gaps[0]))
+
+
+def test_geometric_scan_is_adstock_and_its_derivative():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 1.0, size=(57, 3))
+    lam = np.array([0.0, 0.5, 0.93])
+    a, b = geometric_scan(x, lam)
+    np.testing.assert_allclose(a, adstock(x, lam, normalise=False).numpy(), rtol=1e-12)
+    h = 1e-6
+    fd = (geometric_scan(x, lam + h)[0] - geometric_scan(x, lam - np.array([0.0, h, h]))[0])
+    fd = fd / np.array([h, 2 * h, 2 * h])
+    np.testing.assert_allclose(b[:, 1:], fd[:, 1:], rtol=1e-5)
+    np.testing.assert_allclose(b[1:, 0], x[:-1, 0], rtol=1e-5)  # d/dlam at 0 is the previous input
+
+
+def test_toeplitz_and_scan_paths_agree(world):
+    _, d = _density(world, "hill_adstock", "cost")
+    lam = np.array([0.2, 0.5, 0.7, 0.9])
+    a1, b1 = d._adstock_and_derivative(lam)
+    a2, b2 = geometric_scan(d.x, lam)
+    np.testing.assert_allclose(a1, a2, rtol=1e-10)
+    np.testing.assert_allclose(b1, b2, rtol=1e-9, atol=1e-12)
+
+
+def test_constrain_unconstrain_round_trip(world):
+    _, d = _density(world, "carryover", "cost")
+    med = d.prior_median()
+    back = d.constrain(d.unconstrain(med)[None])
+    for site in d.sites:
+        np.testing.assert_allclose(back[site.name][0], np.broadcast_to(med[site.name], back[site.name][0].shape), rtol=1e-9)
+
+
+def test_roi_prior_needs_units():
+    with pytest.raises(ValueError, match="roi_units"):
+        NationalDensity("adstock", np.ones((5, 1)), np.zeros((5, 0)), np.zeros((5, 0)), np.arange(5.0),
+                        np.ones(5), np.ones(1), media_prior="roi")

@@ -1,0 +1,88 @@
+"""mmmlib.nuts: the NUTS sampler samples the right distribution, reproducibly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmmlib.nuts import effective_sample_size, sample_nuts, split_rhat, warmup_windows
+
+
+class Gaussian:
+    """A correlated Gaussian with badly scaled axes (picklable for the process pool)."""
+
+    def __init__(self, dim: int = 6, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        a = rng.normal(size=(dim, dim))
+        self.cov = a @ a.T / dim + np.diag(np.geomspace(0.05, 20.0, dim))
+        self.prec = np.linalg.inv(self.cov)
+        self.mean = np.arange(dim, dtype=float)
+
+    def __call__(self, z):
+        d = z - self.mean
+        g = -self.prec @ d
+        return float(0.5 * d @ g), g
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_moments_of_a_correlated_gaussian(dense):
+    target = Gaussian()
+    res = sample_nuts(target, np.zeros(6), num_warmup=400, num_samples=3000, chains=2, seed=1,
+                      dense_mass=dense, processes=1)
+    x = res.draws.reshape(-1, 6)
+    sd = np.sqrt(np.diag(target.cov))
+    assert np.all(np.abs(x.mean(0) - target.mean) < 0.1 * sd)
+    np.testing.assert_allclose(x.var(0) / np.diag(target.cov), 1.0, atol=0.12)
+    assert max(split_rhat(res.draws[:, :, j]) for j in range(6)) < 1.01
+    assert res.num_divergent == 0
+
+
+def test_same_seed_same_draws_in_parallel_or_not():
+    target = Gaussian(dim=3)
+    a = sample_nuts(target, np.zeros(3), 100, 50, chains=2, seed=5, processes=1)
+    b = sample_nuts(target, np.zeros(3), 100, 50, chains=2, seed=5, processes=2)
+    np.testing.assert_array_equal(a.draws, b.draws)
+    c = sample_nuts(target, np.zeros(3), 100, 50, chains=2, seed=6, processes=1)
+    assert not np.array_equal(a.draws, c.draws)
+
+
+def test_divergences_are_reported():
+    """A density with a cliff: steps that cross it are divergent, and counted."""
+
+    def cliff(z):
+        v = -0.5 * float(z @ z)
+        if z[0] > 1.0:
+            return v - 1e4 * (z[0] - 1.0) ** 2, -z - np.array([2e4 * (z[0] - 1.0), 0.0])
+        return v, -z
+
+    res = sample_nuts(cliff, np.zeros(2), 50, 300, chains=1, seed=0, processes=1)
+    assert res.num_divergent > 0
+    assert res.draws[..., 0].max() < 1.2
+
+
+def test_stan_warmup_windows():
+    assert warmup_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    assert warmup_windows(100) == [(15, 90)]
+    assert warmup_windows(10) == []
+
+
+def test_rhat_and_ess():
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(4, 2000))
+    assert abs(split_rhat(iid) - 1.0) < 0.01
+    assert 0.85 * 8000 < effective_sample_size(iid) < 1.15 * 8000
+    stuck = iid + np.array([[0.0], [0.0], [3.0], [3.0]])
+    assert split_rhat(stuck) > 1.5
+    phi = 0.9
+    ar = np.zeros((4, 4000))
+    for t in range(1, 4000):
+        ar[:, t] = phi * ar[:, t - 1] + rng.normal(size=4)
+    expected = 16000 * (1 - phi) / (1 + phi)
+    assert 0.7 * expected < effective_sample_size(ar) < 1.3 * expected
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="target_accept_prob"):
+        sample_nuts(Gaussian(2), np.zeros(2), 10, 10, target_accept_prob=1.5)
+    with pytest.raises(ValueError, match="not finite"):
+        sample_nuts(lambda z: (float("nan"), z), np.zeros(2), 10, 10, chains=1, processes=1)
