@@ -15,7 +15,7 @@ export MMM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
 
-.PHONY: help venv book test unit chapters-check chapters-quick nbval html book-tests browser-deps chapter status pages lock lint clean
+.PHONY: help venv book test unit bench chapters-check chapters-quick nbval html book-tests browser-deps chapter status pages lock lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -94,9 +94,12 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a fresh venv
 	  .lockvenv/bin/pip freeze --exclude-editable | grep -v '^mmmlib' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock
 	rm -rf .lockvenv
 
+bench: $(STAMP)  ## record the inference benchmarks in benchmarks/results/ (about 20 min; not part of test)
+	@$(PY) benchmarks/bench_bayes.py --out benchmarks/results/bayes.json
+
 lint: $(STAMP)  ## ruff on the package, tests and notebooks
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check --quiet mmmlib tests chapters
+	@$(VENV)/bin/ruff check --quiet mmmlib tests chapters benchmarks
 
 clean:  ## remove build outputs (keeps .venv and book/)
 	rm -rf _build $(SCRATCH) book/.stage-*

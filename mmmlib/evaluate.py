@@ -40,6 +40,8 @@ class FitSpec:
         SVI steps.
     backend : str
         NUTS backend (see :meth:`BayesianMMM.fit`).
+    max_tree_depth : int
+        NUTS tree-depth cap.
     """
 
     label: str
@@ -51,6 +53,7 @@ class FitSpec:
     chains: int = 2
     svi_steps: int = 3000
     backend: str = "auto"
+    max_tree_depth: int = 10
 
     def build(self) -> BayesianMMM:
         return BayesianMMM(model=self.model, media_prior=self.media_prior)
@@ -98,6 +101,8 @@ def score_fit(mmm: BayesianMMM, world: SimulatedWorld, label: str = "") -> dict[
         "max_rhat": d.max_rhat,
         "divergences": d.divergences,
         "divergence_rate": d.divergence_rate,
+        "leapfrog_per_draw": d.mean_leapfrog,
+        "depth_hits": d.tree_depth_hits,
         "seconds": d.fit_seconds,
     }
 
@@ -113,6 +118,7 @@ def fit_and_score(spec: FitSpec, world: SimulatedWorld, seed: int = 0) -> tuple[
         seed=seed,
         svi_steps=spec.svi_steps,
         backend=spec.backend,
+        max_tree_depth=spec.max_tree_depth,
     )
     return mmm, score_fit(mmm, world, spec.label)
 

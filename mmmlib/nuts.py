@@ -181,7 +181,8 @@ class _Chain:
         return z_new, r_half + 0.5 * eps * g_new, g_new, logp
 
     def _energy(self, logp: float, r: np.ndarray) -> float:
-        return -logp + 0.5 * float(np.dot(self._velocity(r), r))
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging trajectory: inf, caught by the caller
+            return -logp + 0.5 * float(np.dot(self._velocity(r), r))
 
     def _no_u_turn(self, rho: np.ndarray, r_minus: np.ndarray, r_plus: np.ndarray) -> bool:
         return float(np.dot(self._velocity(r_minus), rho)) > 0 and float(np.dot(self._velocity(r_plus), rho)) > 0

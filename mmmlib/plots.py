@@ -161,7 +161,7 @@ def plot_fitted_response(mmm, truth: GroundTruth, max_multiple: float = 3.0) -> 
     curves = mmm.response_curves(n_points=60, max_multiple=max_multiple)
     channels = list(truth.channels)
     pal = channel_palette(channels)
-    fig, axes = plt.subplots(1, len(channels), figsize=(3.0 * len(channels), 3.2), sharey=False)
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.0 * len(channels), 3.2), sharey=False, layout="constrained")
     for ax, ch in zip(np.atleast_1d(axes), channels, strict=True):
         c = curves[curves["channel"] == ch]
         spend = truth.spend[ch]
@@ -174,7 +174,6 @@ def plot_fitted_response(mmm, truth: GroundTruth, max_multiple: float = 3.0) -> 
     np.atleast_1d(axes)[0].set_ylabel("weekly contribution (k)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle("Response curves: posterior (band: 90%) vs truth; grey: spend range in the data")
-    fig.tight_layout()
     return fig
 
 

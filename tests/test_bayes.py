@@ -72,7 +72,7 @@ def test_response_curve_is_the_steady_state_of_a_constant_spend(fitted, world):
     c, ch = 1, world.truth.channels[1]
     spend = float(world.truth.spend[ch].mean())
     curve = fitted.response_draws(ch, np.array([spend]))[:, 0]
-    media = np.tile(world.data.media_array().mean(axis=0), (400, 1))
+    media = np.tile(world.data.media_array().mean(axis=0), (4000, 1))  # long enough for lag weights near 1
     media[:, c] = spend / fitted.price_[c]
     eff = fitted._media_effect(torch.as_tensor(media / fitted.media_scale_)).numpy()[:, -1, c]
     np.testing.assert_allclose(eff * world.data.target_array().mean(), curve, rtol=1e-6)
@@ -107,6 +107,26 @@ def test_nuts_reports_diagnostics():
     assert d.inference == "nuts" and d.num_draws == 20
     assert np.isfinite(d.max_rhat) and d.min_ess > 0 and d.divergences >= 0
     assert {"mean", "sd", "rhat", "ess"} <= set(d.table.columns)
+
+
+def test_tree_depth_cap_is_respected_and_counted():
+    w = easy_world(seed=0, n_weeks=26)
+    m = BayesianMMM("hill_adstock").fit(w.data, num_warmup=20, num_samples=20, chains=1, seed=0, max_tree_depth=2)
+    d = m.diagnostics()
+    assert d.mean_leapfrog <= 3.0  # at most 2**2 - 1 gradients per draw
+    assert 0 <= d.tree_depth_hits <= 20 and d.tree_depth_hits == int((m.nuts_.tree_depth >= 2).sum())
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        BayesianMMM().fit(w.data, max_tree_depth=0)
+
+
+def test_roi_coordinates_give_the_cost_prior_sites():
+    """Sampling the cost prior in ROI coordinates reports the same sites as the native fit."""
+    w = easy_world(seed=0, n_weeks=26)
+    kw = dict(num_warmup=20, num_samples=10, chains=1, seed=0)
+    native = BayesianMMM("adstock").fit(w.data, **kw)
+    in_roi = BayesianMMM("adstock").fit(w.data, coordinates="roi", **kw)
+    assert set(native.samples_) == set(in_roi.samples_) and "roi" not in in_roi.samples_
+    assert np.isfinite(in_roi.roi().to_numpy()).all()
 
 
 @pytest.mark.parametrize(

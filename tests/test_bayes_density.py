@@ -18,15 +18,15 @@ def world():
     return easy_world(seed=3, n_weeks=40)
 
 
-def _density(world, model, prior):
+def _density(world, model, prior, coordinates="native"):
     mmm = BayesianMMM(model, media_prior=prior)
-    return mmm, mmm.density(world.data)
+    return mmm, mmm.density(world.data, coordinates="roi" if prior == "roi" else coordinates)
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("prior", ["cost", "flat", "roi"])
-def test_gradient_matches_finite_differences(world, model, prior):
-    _, d = _density(world, model, prior)
+@pytest.mark.parametrize(("prior", "coordinates"), [("cost", "native"), ("cost", "roi"), ("flat", "roi"), ("roi", "roi")])
+def test_gradient_matches_finite_differences(world, model, prior, coordinates):
+    _, d = _density(world, model, prior, coordinates)
     z = np.random.default_rng(0).normal(scale=0.5, size=d.dim)
     lp, grad = d(z)
     eye = np.eye(d.dim)
@@ -54,6 +54,23 @@ def test_log_density_is_the_pyro_models(world, model, prior):
                   for s in d.sites}
         gaps.append(d(z)[0] + float(potential_fn(params)))
     assert max(gaps) - min(gaps) < 1e-8 * max(1.0, abs(gaps[0]))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_roi_coordinates_are_a_unit_jacobian_change_of_variables(world, model):
+    """The cost-prior density in ROI coordinates equals the native one at the same point."""
+    _, native = _density(world, model, "cost", "native")
+    _, in_roi = _density(world, model, "cost", "roi")
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        z = rng.normal(scale=0.4, size=native.dim)
+        values = native.constrain(z[None])
+        beta = values["coef_media"][0]
+        f, _, _ = native._media(native._constrain_one(z))
+        values["roi"] = beta * f.sum(axis=0) / in_roi.roi_units
+        z_roi = in_roi.unconstrain({k: v[0] if k != "roi" else v for k, v in values.items()})
+        assert abs(native(z)[0] - in_roi(z_roi)[0]) < 1e-9 * max(1.0, abs(native(z)[0]))
+        np.testing.assert_allclose(in_roi.constrain(z_roi[None])["coef_media"][0], beta, rtol=1e-10)
 
 
 def test_geometric_scan_is_adstock_and_its_derivative():
@@ -90,3 +107,12 @@ def test_roi_prior_needs_units():
     with pytest.raises(ValueError, match="roi_units"):
         NationalDensity("adstock", np.ones((5, 1)), np.zeros((5, 0)), np.zeros((5, 0)), np.arange(5.0),
                         np.ones(5), np.ones(1), media_prior="roi")
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [(dict(media_prior="roi", coordinates="native"), "native"),
+                                               (dict(coordinates="beta"), "coordinates"),
+                                               (dict(media_prior="uniform"), "media_prior")])
+def test_bad_options_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NationalDensity("adstock", np.ones((5, 1)), np.zeros((5, 0)), np.zeros((5, 0)), np.arange(5.0),
+                        np.ones(5), np.ones(1), roi_units=np.ones(1), **kwargs)

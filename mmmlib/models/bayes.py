@@ -48,6 +48,7 @@ from mmmlib.data import MediaDataset
 from mmmlib.models.bayes_density import NationalDensity
 from mmmlib.nuts import effective_sample_size, sample_nuts, split_rhat
 from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
+from mmmlib.vi import fit_advi
 
 __all__ = ["BayesianMMM", "MODELS", "Diagnostics", "media_transform"]
 
@@ -115,6 +116,11 @@ class Diagnostics:
         Wall time of inference.
     table : pandas.DataFrame
         Per parameter: mean, sd, rhat, ess (NUTS).
+    mean_leapfrog : float
+        Mean gradient evaluations per draw after warm-up (NumPy NUTS; NaN otherwise): the
+        sampler's cost, set by the posterior's geometry.
+    tree_depth_hits : int
+        Draws after warm-up whose trajectory was cut at the tree-depth cap (NumPy NUTS).
     """
 
     inference: str
@@ -124,6 +130,8 @@ class Diagnostics:
     num_draws: int
     fit_seconds: float
     table: pd.DataFrame = field(repr=False)
+    mean_leapfrog: float = float("nan")
+    tree_depth_hits: int = 0
 
     @property
     def divergence_rate(self) -> float:
@@ -306,6 +314,8 @@ class BayesianMMM:
         target_accept_prob: float = 0.85,
         progress: bool = False,
         backend: str = "auto",
+        max_tree_depth: int = 10,
+        coordinates: str = "native",
     ) -> BayesianMMM:
         """Fit to a :class:`~mmmlib.data.MediaDataset`.
 
@@ -327,11 +337,23 @@ class BayesianMMM:
         progress : bool
             Show a progress bar (off in the book).
         backend : str
-            NUTS implementation: ``pyro`` (Pyro's NUTS on the Pyro program, JIT-compiled),
-            ``numpy`` (:func:`mmmlib.nuts.sample_nuts` on the same model's hand-differentiated
-            log density, :class:`~mmmlib.models.bayes_density.NationalDensity`; national data
-            only, chains in parallel processes) or ``auto`` (``numpy`` for national data,
-            ``pyro`` for geo panels).
+            Implementation: ``pyro`` (Pyro's NUTS, JIT-compiled, or Pyro's SVI on the Pyro
+            program), ``numpy`` (the same model's hand-differentiated log density,
+            :class:`~mmmlib.models.bayes_density.NationalDensity`, sampled by
+            :func:`mmmlib.nuts.sample_nuts` with chains in parallel processes, or fitted by the
+            full-rank Gaussian VI of :func:`mmmlib.vi.fit_advi`; national data only) or ``auto``
+            (``numpy`` for national data, ``pyro`` for geo panels).
+        max_tree_depth : int
+            NUTS tree-depth cap (LightweightMMM and Stan: 10): at most ``2**max_tree_depth - 1``
+            gradient evaluations per draw. Transitions that hit it are counted in
+            :meth:`diagnostics` (``tree_depth_hits``).
+        coordinates : str
+            Coordinates of the media coefficients of the cost and flat priors for the ``numpy``
+            backend: ``native`` (log ``coef_media``, as LightweightMMM; the default) or ``roi``
+            (log ROI). The posterior is the same (a unit-Jacobian change of variables, see
+            :mod:`mmmlib.models.bayes_density`); ``benchmarks/bench_bayes.py`` measures whether
+            the sampler cares (it barely does: the cost prior's geometry, not its coordinates,
+            makes it slow). The ROI prior always samples log ROI.
         """
         if inference not in ("nuts", "svi"):
             raise ValueError(f"inference must be 'nuts' or 'svi', got {inference!r}")
@@ -344,7 +366,11 @@ class BayesianMMM:
             raise ValueError("backend='numpy' is implemented for national data only; use 'pyro'")
         if backend == "auto":
             backend = "pyro" if geo else "numpy"
-        self.backend_ = backend if inference == "nuts" else "pyro"
+        self.backend_ = backend
+        if coordinates not in ("native", "roi"):
+            raise ValueError(f"coordinates must be 'native' or 'roi', got {coordinates!r}")
+        if not 1 <= max_tree_depth <= 15:
+            raise ValueError(f"max_tree_depth must be in 1..15, got {max_tree_depth}")
         if chains < 1 or num_samples < 1 or num_warmup < 0:
             raise ValueError("chains and num_samples must be >= 1 and num_warmup >= 0")
         self._scales(data)
@@ -355,14 +381,18 @@ class BayesianMMM:
         t0 = time.perf_counter()
         if inference == "nuts" and backend == "numpy":
             samples, table, divergences = self._run_nuts_numpy(
-                prep, num_warmup, num_samples, chains, target_accept_prob, seed
+                prep, num_warmup, num_samples, chains, target_accept_prob, seed, max_tree_depth, coordinates
             )
         elif inference == "nuts":
             samples, table, divergences = self._run_nuts(
-                args, prep.target, num_warmup, num_samples, chains, target_accept_prob, progress, seed
+                args, prep.target, num_warmup, num_samples, chains, target_accept_prob, progress, seed,
+                max_tree_depth,
             )
         else:
-            samples = self._run_svi(args, prep.target, svi_steps, svi_lr, num_samples * chains, progress)
+            if backend == "numpy":
+                samples = self._run_advi_numpy(prep, svi_steps, svi_lr, num_samples * chains, seed)
+            else:
+                samples = self._run_svi(args, prep.target, svi_steps, svi_lr, num_samples * chains, progress)
             table = pd.DataFrame(
                 {k: [float(v.mean()), float(v.std())] for k, v in samples.items()}, index=["mean", "sd"]
             ).T
@@ -373,6 +403,12 @@ class BayesianMMM:
         self.samples_ = samples
         self.data_ = data
         n_draws = next(iter(samples.values())).shape[0]
+        nuts_stats = {}
+        if inference == "nuts" and backend == "numpy":
+            nuts_stats = dict(
+                mean_leapfrog=float(self.nuts_.n_leapfrog.mean()),
+                tree_depth_hits=int((self.nuts_.tree_depth >= max_tree_depth).sum()),
+            )
         self.diagnostics_ = Diagnostics(
             inference=inference,
             max_rhat=float(table["rhat"].max()) if "rhat" in table else float("nan"),
@@ -381,10 +417,13 @@ class BayesianMMM:
             num_draws=int(n_draws),
             fit_seconds=seconds,
             table=table,
+            **nuts_stats,
         )
         return self
 
-    def _run_nuts(self, args, target, num_warmup, num_samples, chains, target_accept_prob, progress, seed):
+    def _run_nuts(
+        self, args, target, num_warmup, num_samples, chains, target_accept_prob, progress, seed, max_tree_depth=10
+    ):
         by_chain: list[dict[str, torch.Tensor]] = []
         divergences = 0
         for c in range(chains):  # sequential chains: reproducible, no process pool
@@ -395,7 +434,7 @@ class BayesianMMM:
                 ignore_jit_warnings=True,
                 target_accept_prob=target_accept_prob,
                 init_strategy=init_to_median(num_samples=15),
-                max_tree_depth=10,
+                max_tree_depth=max_tree_depth,
             )
             mcmc = MCMC(
                 kernel,
@@ -425,13 +464,14 @@ class BayesianMMM:
         samples = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in stacked.items()}
         return samples, table, divergences
 
-    def density(self, data: MediaDataset) -> NationalDensity:
-        """The model's log density on ``data`` (national) as a NumPy function with gradient."""
+    def density(self, data: MediaDataset, coordinates: str = "roi") -> NationalDensity:
+        """The model's log density on ``data`` (national) as a NumPy function with gradient,
+        in ``roi`` or ``native`` coordinates (see :class:`NationalDensity`)."""
         self._scales(data)
         prep = self._prepare(data)
-        return self._density(prep)
+        return self._density(prep, coordinates)
 
-    def _density(self, prep: _Prepared) -> NationalDensity:
+    def _density(self, prep: _Prepared, coordinates: str = "roi") -> NationalDensity:
         return NationalDensity(
             self.model_name,
             prep.media.numpy(),
@@ -443,17 +483,23 @@ class BayesianMMM:
             media_prior=self.media_prior,
             roi_units=self.roi_units_,
             roi_prior=self.roi_prior,
+            coordinates=coordinates,
         )
 
-    def _run_nuts_numpy(self, prep, num_warmup, num_samples, chains, target_accept_prob, seed):
-        density = self._density(prep)
+    def _run_nuts_numpy(
+        self, prep, num_warmup, num_samples, chains, target_accept_prob, seed, max_tree_depth=10, coordinates="roi"
+    ):
+        density = self._density(prep, "roi" if self.media_prior == "roi" else coordinates)
         z0 = density.unconstrain(density.prior_median())
         res = sample_nuts(
             density, z0, num_warmup=num_warmup, num_samples=num_samples, chains=chains, seed=seed,
-            target_accept_prob=target_accept_prob, max_tree_depth=10, dense_mass=True,
+            target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=True,
         )
         self.nuts_ = res
         per_chain = [density.constrain(res.draws[c]) for c in range(chains)]
+        if self.media_prior != "roi":  # ROI coordinates are a device of the sampler: same sites as Pyro's
+            for pc in per_chain:
+                pc.pop("roi", None)
         stacked = {k: np.stack([pc[k] for pc in per_chain]) for k in per_chain[0]}  # (chains, draws, ...)
         rows = {}
         for name, v in stacked.items():
@@ -479,6 +525,17 @@ class BayesianMMM:
             f = media_transform(self.model_name, x, params)  # (T, C, S)
         units = torch.as_tensor(self.roi_units_)
         return samples["roi"] * units[None, :] / f.sum(dim=0).T
+
+    def _run_advi_numpy(self, prep, steps, lr, n_draws, seed):
+        """Full-rank Gaussian VI on the NumPy density (:func:`mmmlib.vi.fit_advi`): the
+        ``AutoMultivariateNormal`` family, without Pyro's per-step overhead."""
+        density = self._density(prep, "roi" if self.media_prior == "roi" else "native")
+        z0 = density.unconstrain(density.prior_median())
+        res = fit_advi(density, z0, steps=steps, seed=seed, lr=lr)
+        self.advi_ = res
+        self.svi_losses_ = -res.elbo
+        draws = density.constrain(res.sample(n_draws, seed=seed + 1))
+        return {k: torch.as_tensor(v) for k, v in draws.items()}
 
     def _run_svi(self, args, target, steps, lr, n_draws, progress):
         geo = args[0].ndim == 3

@@ -27,6 +27,15 @@ site                         prior                  unconstrained by
 With ``media_prior="roi"`` the media coefficient is not a parameter: it is the value
 that gives channel :math:`m` the sampled ROI over the training window,
 :math:`\beta_m = \mathrm{ROI}_m \cdot \text{spend}_m / (\bar y \sum_t f_m(t))`.
+With ``media_prior`` ``cost`` or ``flat`` and ``coordinates="roi"``, the prior is still
+LightweightMMM's half-normal on :math:`\beta_m`, but the sampler moves in
+:math:`u_m = \log \mathrm{ROI}_m` instead of :math:`\log\beta_m`. Since
+:math:`\log\beta_m = u_m + \log(\text{spend}_m/\bar y) - \log\sum_t f_m(t)` and the other
+parameters are unchanged, the map is a shear with unit Jacobian: the posterior is the same,
+only the coordinates differ. In :math:`\log\beta` the posterior has a long curved ridge along
+which :math:`\beta_m` trades off against the saturation parameters (NUTS needs its full
+tree depth, 1023 gradients per draw); in ROI coordinates that ridge is straight.
+
 The hand-written gradient makes one evaluation about 20 times cheaper than torch's
 autograd on this model (which is dominated by per-operation overhead at this size).
 """
@@ -117,6 +126,9 @@ class NationalDensity:
         total scaled contribution. Required for ``media_prior="roi"``.
     roi_prior : tuple of float
         :math:`(\mu, s)` of the LogNormal ROI prior.
+    coordinates : str
+        ``roi`` (sample log ROI; the default) or ``native`` (sample log ``coef_media``, as
+        LightweightMMM does; ``cost``/``flat`` only). The posterior is the same.
     """
 
     def __init__(
@@ -131,11 +143,18 @@ class NationalDensity:
         media_prior: str = "cost",
         roi_units: np.ndarray | None = None,
         roi_prior: tuple[float, float] = (0.2, 0.9),
+        coordinates: str = "roi",
     ) -> None:
         if model not in ("adstock", "hill_adstock", "carryover"):
             raise ValueError(f"model must be adstock, hill_adstock or carryover, got {model!r}")
-        if media_prior == "roi" and roi_units is None:
-            raise ValueError("media_prior='roi' needs roi_units (total spend over the mean target)")
+        if media_prior not in ("cost", "flat", "roi"):
+            raise ValueError(f"media_prior must be cost, flat or roi, got {media_prior!r}")
+        if coordinates not in ("roi", "native"):
+            raise ValueError(f"coordinates must be 'roi' or 'native', got {coordinates!r}")
+        if media_prior == "roi" and coordinates == "native":
+            raise ValueError("media_prior='roi' has no native coefficient; use coordinates='roi'")
+        if coordinates == "roi" and roi_units is None:
+            raise ValueError("ROI coordinates need roi_units (total spend over the mean target)")
         self.model = model
         self.x = np.ascontiguousarray(media, dtype=np.float64)
         self.z_ctrl = np.asarray(controls, dtype=np.float64).reshape(len(self.x), -1)
@@ -144,6 +163,7 @@ class NationalDensity:
         self.y = np.asarray(target, dtype=np.float64)
         self.cost = np.asarray(cost_prior, dtype=np.float64)
         self.media_prior = media_prior
+        self.coordinates = coordinates
         self.roi_units = None if roi_units is None else np.asarray(roi_units, dtype=np.float64)
         self.roi_prior = (float(roi_prior[0]), float(roi_prior[1]))
         T, C = self.x.shape
@@ -172,7 +192,7 @@ class NationalDensity:
         if self.z_ctrl.shape[1]:
             sites.append(_Site("coef_extra", self.z_ctrl.shape[1], False))
         sites += [_Site(n, C, True) for n in transform_sites]
-        sites.append(_Site("roi" if media_prior == "roi" else "coef_media", C, True))
+        sites.append(_Site("roi" if coordinates == "roi" else "coef_media", C, True))
         self.sites = tuple(sites)
         self.slices: dict[str, slice] = {}
         i = 0
@@ -240,6 +260,9 @@ class NationalDensity:
             "coef_media": self.cost * hn,
             "roi": math.exp(self.roi_prior[0]),
         }
+        if self.coordinates == "roi" and self.media_prior != "roi":  # the ROI of the median coefficient
+            f, _, _ = self._media(self._constrain_one(self.unconstrain({**med, "roi": 1.0})))
+            med["roi"] = med["coef_media"] * f.sum(axis=0) / self.roi_units
         return med
 
     def constrain(self, draws: np.ndarray) -> dict[str, np.ndarray]:
@@ -248,7 +271,7 @@ class NationalDensity:
         draws = np.atleast_2d(draws)
         per = [self._constrain_one(z) for z in draws]
         out = {k: np.stack([p[k] for p in per]) for k in per[0] if not k.startswith("_")}
-        if self.media_prior == "roi":
+        if self.coordinates == "roi":
             out["coef_media"] = np.stack([self._roi_beta(p)[0] for p in per])
         return out
 
@@ -327,7 +350,12 @@ class NationalDensity:
 
     # ---------------------------------------------------------------- density
     def __call__(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log density (up to a constant) and its gradient at the unconstrained ``z``."""
+        """Log density (up to a constant) and its gradient at the unconstrained ``z``
+        (``-inf`` and a zero gradient where it is not finite, e.g. early in warm-up)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._log_density(z)
+
+    def _log_density(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         s = self.slices
         p = self._constrain_one(z)
         grad = np.zeros(self.dim)
@@ -375,19 +403,29 @@ class NationalDensity:
             u = z[s["roi"]]
             lp += float(np.sum(-0.5 * ((u - mu0) / sd0) ** 2))
             grad[s["roi"]] = -(u - mu0) / sd0**2
-        else:
+        elif self.coordinates == "native":
             beta = p["coef_media"]
             lp += float(np.sum(-0.5 * (beta / self.cost) ** 2 + z[s["coef_media"]]))
             grad[s["coef_media"]] = 1.0 - (beta / self.cost) ** 2
 
         # mean function
         f, log_f, backward = self._media(p)
-        if self.media_prior == "roi":
+        g_log_f_prior = 0.0
+        if self.coordinates == "roi":
             # contribution = ROI * units * f / sum(f): the normalised shape, computed in log space
-            h = np.exp(log_f - log_f.max(axis=0))
-            h = h / h.sum(axis=0)
+            top = log_f.max(axis=0)
+            h = np.exp(log_f - top)
+            total = h.sum(axis=0)
+            h = h / total
             scale = p["roi"] * self.roi_units
             media_term = h @ scale
+            if self.media_prior != "roi":  # half-normal prior on beta = scale / sum(f), unit Jacobian
+                log_beta = z[s["roi"]] + np.log(self.roi_units) - top - np.log(total)
+                beta = np.exp(log_beta)
+                lp += float(np.sum(-0.5 * (beta / self.cost) ** 2 + log_beta))
+                g_b = 1.0 - (beta / self.cost) ** 2  # d prior / d log beta
+                grad[s["roi"]] = g_b
+                g_log_f_prior = -g_b[None, :] * h
         else:
             beta = p["coef_media"]
             media_term = f @ beta
@@ -409,15 +447,15 @@ class NationalDensity:
             grad[s["gamma_seasonality"]] += self.seasonal.T @ r
         if "coef_extra" in p:
             grad[s["coef_extra"]] += self.z_ctrl.T @ r
-        if self.media_prior == "roi":
+        if self.coordinates == "roi":
             m = r @ h  # (C,)
             grad[s["roi"]] += scale * m
-            g_log_f = h * scale[None, :] * (r[:, None] - m[None, :])
+            g_log_f = h * scale[None, :] * (r[:, None] - m[None, :]) + g_log_f_prior
         else:
             grad[s["coef_media"]] += (r @ f) * beta
             g_log_f = r[:, None] * beta[None, :] * f
         for name, g in backward(g_log_f).items():
             grad[s[name]] += g
-        if not np.isfinite(lp):
+        if not (np.isfinite(lp) and np.all(np.isfinite(grad))):
             return -math.inf, np.zeros(self.dim)
         return float(lp), grad
