@@ -14,8 +14,11 @@ Used by the Makefile; run ``python -m mmmlib.book --help``.
 
 A chapter is *stale* when the hash of its inputs differs from the one recorded when it
 was executed. The inputs are: the source notebook (cells' types and sources, not
-outputs), the parameters, every ``mmmlib/**/*.py`` file, the data files the chapter read
-(recorded in its results file) and the lock file ``requirements.lock``.
+outputs), the parameters, the ``mmmlib`` modules the chapter imports (found statically:
+the imports of its code cells, followed through the imports of each module, see
+:func:`mmmlib_closure`), the data files the chapter read (recorded in its results file)
+and the lock file ``requirements.lock``. A change to a model a chapter does not use leaves
+it fresh; a change to a shared module (results, plots, simulate) makes every user stale.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "chapter_status",
     "execute_chapter",
     "input_hash",
+    "mmmlib_closure",
     "main",
 ]
 
@@ -119,6 +123,73 @@ class Chapter:
 
 
 # ------------------------------------------------------------------- hashing
+def _imports(tree: ast.AST, package: str) -> list[tuple[str, tuple[str, ...]]]:
+    """``(module, names)`` of every import in ``tree`` (inside functions too), with relative
+    imports resolved against ``package``."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, ()) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            out.append((base, tuple(a.name for a in node.names)))
+    return out
+
+
+def _parse_cell(source: str) -> ast.AST | None:
+    """A code cell's syntax tree, IPython magics and shell lines dropped."""
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def mmmlib_closure(project: Project, chapter: Chapter) -> list[Path]:
+    """The ``mmmlib`` source files a chapter depends on, sorted.
+
+    Starts from the ``mmmlib`` imports of the chapter's code cells and follows the imports
+    of every module reached (and of the packages containing it). ``from mmmlib.a import b``
+    counts ``mmmlib/a/b.py`` when ``b`` is a module. Imports that do not resolve to a file
+    of the project (e.g. an installed ``mmmlib`` elsewhere) are ignored.
+    """
+    root = project.root
+
+    def files_of(module: str) -> list[Path]:
+        parts = module.split(".")
+        if parts[0] != "mmmlib":
+            return []
+        found = []
+        for i in range(1, len(parts) + 1):  # the packages on the way, then the module
+            stem = root.joinpath(*parts[:i])
+            for cand in (stem / "__init__.py", stem.with_suffix(".py")):
+                if cand.is_file():
+                    found.append(cand)
+                    break
+        return found
+
+    def package_of(path: Path) -> str:
+        return ".".join(path.relative_to(root).parts[:-1])  # a module's or an __init__'s package
+
+    nb = nbformat.read(chapter.source, as_version=4)
+    todo: list[tuple[str, tuple[str, ...]]] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (tree := _parse_cell(cell.source)) is not None:
+            todo += _imports(tree, "")
+    seen: set[Path] = set()
+    while todo:
+        module, names = todo.pop()
+        targets = files_of(module) + [f for n in names for f in files_of(f"{module}.{n}")]
+        for path in targets:
+            if path not in seen:
+                seen.add(path)
+                todo += _imports(ast.parse(path.read_bytes()), package_of(path))
+    return sorted(seen)
+
+
 def _notebook_fingerprint(path: Path) -> bytes:
     nb = nbformat.read(path, as_version=4)
     cells = [[c.cell_type, c.source, sorted(c.get("metadata", {}).get("tags", []))] for c in nb.cells]
@@ -150,7 +221,7 @@ def input_hash(
     feed("notebook", _notebook_fingerprint(chapter.source))
     params = {k: v for k, v in parameters.items() if k != "results_dir"}
     feed("parameters", json.dumps(params, sort_keys=True).encode())
-    for path in sorted((project.root / "mmmlib").rglob("*.py")):
+    for path in mmmlib_closure(project, chapter):
         feed(str(path.relative_to(project.root)), path.read_bytes())
     for rel in sorted(data_files):
         path = project.root / rel
@@ -405,8 +476,8 @@ def write_pages(project: Project) -> list[Path]:
         "make status                                # profile, seed, runtime and staleness per chapter",
         "```",
         "",
-        "A chapter is *stale* when the hash of its inputs (source notebook, parameters, `mmmlib`",
-        "sources, the data files it read, `requirements.lock`) differs from the hash recorded",
+        "A chapter is *stale* when the hash of its inputs (source notebook, parameters, the `mmmlib`",
+        "modules it imports, the data files it read, `requirements.lock`) differs from the hash recorded",
         "when it was executed. `make book` reruns only stale chapters; `make test` fails if one is stale.",
         "",
         "## Chapters as rendered",

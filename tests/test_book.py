@@ -8,7 +8,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmmlib.book import ChapterFailed, Project, chapter_status, execute_chapter, main, write_pages
+from mmmlib.book import (
+    ChapterFailed,
+    Project,
+    chapter_status,
+    execute_chapter,
+    main,
+    mmmlib_closure,
+    write_pages,
+)
 
 TOY_CODE = """\
 from mmmlib.results import begin_chapter
@@ -39,7 +47,11 @@ def make_project(root: Path) -> Project:
     (root / "chapters").mkdir(parents=True)
     nbformat.write(nb, root / "chapters" / "01_toy.ipynb")
     (root / "mmmlib").mkdir()
+    # the project's own sources, for the staleness hash only (execution imports the installed
+    # mmmlib): the chapter imports mmmlib.results, which imports model; unused.py is not imported
+    (root / "mmmlib" / "results.py").write_text("from mmmlib import model\n")
     (root / "mmmlib" / "model.py").write_text("X = 1\n")
+    (root / "mmmlib" / "unused.py").write_text("Y = 1\n")
     (root / "requirements.lock").write_text("torch==2.13.0\n")
     return Project(root)
 
@@ -84,6 +96,8 @@ def test_staleness_follows_the_inputs(executed):
     model.write_text("X = 2\n")
     assert chapter_status(project, ch).state == "stale"
     model.write_text("X = 1\n")
+    assert chapter_status(project, ch).state == "fresh"
+    (project.root / "mmmlib" / "unused.py").write_text("Y = 2\n")  # a module the chapter does not import
     assert chapter_status(project, ch).state == "fresh"
     lock = project.root / "requirements.lock"
     lock.write_text("torch==2.13.1\n")
@@ -158,3 +172,19 @@ def test_source_chapters_are_clean_and_parameterised():
             assert f"{name} =" in params[0].source, f"{ch.name}: parameter {name!r} missing"
         assert ch.title() != ch.name, f"{ch.name} has no '# Title' heading"
         assert f"book/chapters/{ch.name}" in toc, f"{ch.name} is not in _toc.yml"
+
+
+def test_closure_follows_absolute_relative_and_from_imports(tmp_path):
+    project = make_project(tmp_path)
+    pkg = tmp_path / "mmmlib"
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models").mkdir()
+    (pkg / "models" / "__init__.py").write_text("from .a import f\n")
+    (pkg / "models" / "a.py").write_text("def f():\n    from ..helpers import g  # inside a function\n")
+    (pkg / "helpers.py").write_text("import numpy\n")
+    nb = nbformat.read(project.chapter("01").source, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("%matplotlib inline\nfrom mmmlib import models\nimport os"))
+    nbformat.write(nb, project.chapter("01").source)
+    names = [str(p.relative_to(tmp_path)) for p in mmmlib_closure(project, project.chapter("01"))]
+    assert names == sorted(["mmmlib/__init__.py", "mmmlib/results.py", "mmmlib/model.py", "mmmlib/models/__init__.py",
+                            "mmmlib/models/a.py", "mmmlib/helpers.py"])
