@@ -1,0 +1,1 @@
+"""Chapter experiments that fit models to simulated worlds and score them against the truth."""

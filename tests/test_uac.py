@@ -1,0 +1,136 @@
+"""mmmlib.models.uac and mmmlib.simulate.uac: the funnel's laws, the scan, the source's failure, recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmmlib.models.uac import (
+    CHANNELS,
+    FunnelMask,
+    UACModel,
+    affine_scan,
+    attribution,
+    funnel,
+    media_pressure,
+)
+from mmmlib.simulate.uac import UACWorldConfig, simulate_source_dgp, simulate_uac_world, true_params
+
+
+def _loop(a, b, x0):
+    out, x = [], x0
+    for t in range(a.shape[-1]):
+        x = a[..., t] * x + b[..., t]
+        out.append(x)
+    return torch.stack(out, dim=-1)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 64, 129])
+def test_affine_scan_is_the_recurrence(T):
+    g = torch.Generator().manual_seed(T)
+    a = torch.rand((3, T), generator=g, dtype=torch.float64)
+    b = torch.randn((3, T), generator=g, dtype=torch.float64)
+    x0 = torch.randn(3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(affine_scan(a, b, x0), _loop(a, b, x0), rtol=1e-12, atol=1e-12)
+
+
+def _world(**kw):
+    return simulate_uac_world(UACWorldConfig(n_days=120, **kw), seed=5)
+
+
+def test_funnel_conserves_each_segment_and_never_goes_negative():
+    w = _world()
+    p = w.truth.torch()
+    x = torch.as_tensor(w.spend.to_numpy() / w.spend.to_numpy().mean(axis=0))
+    pressure = media_pressure(x, p["hill_k"], p["hill_slope"], p["spillover"], p["spill_decay"])
+    conv, active = funnel(p, pressure, torch.as_tensor(w.sizes), FunnelMask(), 0.15)
+    assert (active > 0).all() and (active < torch.as_tensor(w.sizes)[:, None]).all()
+    previous = torch.cat([0.15 * torch.as_tensor(w.sizes)[:, None], active[:, :-1]], dim=1)
+    assert (conv >= 0).all() and (conv <= previous).all()  # conversions come out of the activated stock
+    # with the loop: U = M - A, flows as documented
+    lam = p["forget"][:, None]
+    m_ua, m_ac = FunnelMask().tensors()
+    p_ua = torch.sigmoid(p["alpha_ua"][:, None] + (p["beta_ua"] * m_ua) @ pressure.T)
+    p_ac = torch.sigmoid(p["alpha_ac"][:, None] + (p["beta_ac"] * m_ac) @ pressure.T)
+    A = 0.15 * torch.as_tensor(w.sizes)
+    for t in range(pressure.shape[0]):
+        U = torch.as_tensor(w.sizes) - A
+        C = (1 - lam[:, 0]) * p_ac[:, t] * A
+        A = A + U * p_ua[:, t] - lam[:, 0] * A - C
+        torch.testing.assert_close(active[:, t], A, rtol=1e-10, atol=1e-8)
+        torch.testing.assert_close(conv[:, t], C, rtol=1e-10, atol=1e-8)
+
+
+def test_mask_silences_forbidden_links_and_attribution_follows():
+    w = _world()
+    p = w.truth.torch()
+    p["beta_ua"] = p["beta_ua"].clone()
+    p["beta_ua"][:, CHANNELS.index("brand_search")] = 50.0  # forbidden by the default mask: no effect
+    x = torch.as_tensor(w.spend.to_numpy() / w.spend.to_numpy().mean(axis=0))
+    sizes = torch.as_tensor(w.sizes)
+    share = attribution(p, x, sizes) / attribution(p, x, sizes).sum()
+    np.testing.assert_allclose(share.numpy(), w.true_share.to_numpy(), rtol=1e-10)
+    # without spillover and with no brand-search effect at all, brand search gets nothing
+    p["spillover"] = torch.tensor(0.0, dtype=torch.float64)
+    p["beta_ac"] = p["beta_ac"].clone()
+    p["beta_ac"][:, CHANNELS.index("brand_search")] = 0.0
+    assert abs(float(attribution(p, x, sizes)[CHANNELS.index("brand_search")])) < 1e-8
+
+
+def test_world_is_reproducible_and_validates():
+    a, b = _world(), _world()
+    np.testing.assert_array_equal(a.conversions.to_numpy(), b.conversions.to_numpy())
+    assert a.conversions.shape == (120, 3) and (a.conversions.to_numpy() >= 0).all()
+    with pytest.raises(ValueError, match="extra link"):
+        UACWorldConfig(extra_links=(("radio", "ac", 1.0),))
+    params, mask = true_params(UACWorldConfig(extra_links=(("tv", "ac", 0.8),)))
+    assert mask.ac[0] == 1 and np.allclose(params.beta_ac[:, 0], 0.8)
+
+
+def test_source_generator_reproduces_the_spec_and_its_failure():
+    """Spec §1.2, seed 42: y_0..4 and the summed activation probability above 1."""
+    src = simulate_source_dgp(seed=42)
+    np.testing.assert_allclose(src.sales[:5], [1048, 16179, 336016, 50, 122671], atol=0.5)
+    assert src.p_ua_total[:, 1:].max() > 2.5  # "probabilities" that sum to about 2.7
+    assert src.conversions[:, 1:].sum() > 6 * 100_000  # more conversions than people
+    assert src.sales[30:].mean() == pytest.approx(50, abs=1.0)  # from day 30 on: 50 plus noise
+
+
+def test_fit_recovers_a_short_world():
+    w = simulate_uac_world(UACWorldConfig(n_days=365), seed=11)
+    fit = UACModel().fit(w.spend.to_numpy(), w.conversions.to_numpy(), w.sizes, laplace_draws=100)
+    assert fit.converged
+    np.testing.assert_allclose(fit.attribution_share["estimate"], w.true_share, atol=0.03)
+    np.testing.assert_allclose(fit.params.alpha_ua, w.truth.alpha_ua, rtol=0.1)
+    lo, hi = fit.interval("beta_ua")
+    assert (lo <= fit.params.beta_ua + 1e-12).all() and (fit.params.beta_ua <= hi + 1e-12).all()
+
+
+def test_bad_input_is_named():
+    w = _world()
+    spend = w.spend.to_numpy().copy()
+    spend[7, 2] = -1.0
+    with pytest.raises(ValueError, match="row 7, channel 2"):
+        UACModel().fit(spend, w.conversions.to_numpy(), w.sizes)
+    with pytest.raises(ValueError, match=r"\(T, K\)"):
+        UACModel().fit(w.spend.to_numpy(), w.conversions.to_numpy()[:, :2], w.sizes)
+    with pytest.raises(ValueError, match="observe"):
+        UACModel(observe="weekly")
+    with pytest.raises(ValueError, match="attributes"):
+        UACModel(param_net=True).fit(w.spend.to_numpy(), w.conversions.to_numpy(), w.sizes)
+
+
+def test_recovery_rows_and_summary_are_consistent():
+    from mmmlib.experiments.uac import FitSettings, run_recovery, summarise
+
+    cfg = UACWorldConfig(n_days=90)
+    params, attribution_rows, fits = run_recovery(FitSettings(laplace_draws=50), [0, 1], cfg)
+    assert len(fits) == 2 and set(params["seed"]) == {0, 1}
+    # 3 segments x (3 scalars + 6 effects) + spillover, per seed
+    assert len(params) == 2 * (3 * 9 + 1)
+    summary = summarise(params, attribution_rows).loc["masked, per segment"]
+    beta = params[params["group"] == "beta"]
+    assert summary["media effects β: median |rel. error|"] == pytest.approx(beta["rel_error"].abs().median())
+    assert summary["attribution: max |error| (pp)"] == pytest.approx(attribution_rows["error_pp"].abs().max())
+    np.testing.assert_allclose(attribution_rows.groupby("seed")["estimate"].sum(), 1.0)
