@@ -27,6 +27,7 @@ import argparse
 import ast
 import hashlib
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -231,8 +232,13 @@ def input_hash(
 
 
 # ------------------------------------------------------------------ executing
+TIMING_KEY = re.compile(r"""["']ch\d{2}\.speed\.""")  # results under chNN.speed.* are wall times
+
+
 def _strip_volatile(nb: nbformat.NotebookNode) -> None:
-    """Drop timings, absolute paths and random ids so reruns are byte-identical."""
+    """Drop timings, absolute paths and random ids so reruns are byte-identical, and tag the
+    cells that record wall times (result keys ``chNN.speed.*``) ``nbval-ignore-output``: their
+    glued values differ from run to run and are not part of the reproducibility check."""
     pm = nb.metadata.get("papermill", {})
     nb.metadata["papermill"] = {"parameters": pm.get("parameters", {})}
     for i, cell in enumerate(nb.cells):
@@ -246,6 +252,10 @@ def _strip_volatile(nb: nbformat.NotebookNode) -> None:
                 tags.append("remove-cell")
         elif not cell.get("id"):
             cell["id"] = f"cell-{i}"
+        if cell.cell_type == "code" and TIMING_KEY.search(cell.source):
+            tags = cell.metadata.setdefault("tags", [])
+            if "nbval-ignore-output" not in tags:
+                tags.append("nbval-ignore-output")
 
 
 def _failure_message(chapter: Chapter, err: Exception) -> str:

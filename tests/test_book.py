@@ -11,6 +11,7 @@ import pytest
 from mmmlib.book import (
     ChapterFailed,
     Project,
+    _strip_volatile,
     chapter_status,
     execute_chapter,
     main,
@@ -188,3 +189,15 @@ def test_closure_follows_absolute_relative_and_from_imports(tmp_path):
     names = [str(p.relative_to(tmp_path)) for p in mmmlib_closure(project, project.chapter("01"))]
     assert names == sorted(["mmmlib/__init__.py", "mmmlib/results.py", "mmmlib/model.py", "mmmlib/models/__init__.py",
                             "mmmlib/models/a.py", "mmmlib/helpers.py"])
+
+
+def test_cells_recording_timings_are_left_out_of_nbval():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('results.add("ch01.speed.fit", t, "s", "wall time")'),
+        nbformat.v4.new_code_cell('results.add("ch01.recovery.error", e, "fraction", "an error")'),
+    ]
+    nb.cells[0].metadata["tags"] = ["remove-cell"]
+    _strip_volatile(nb)
+    assert nb.cells[0].metadata["tags"] == ["remove-cell", "nbval-ignore-output"]
+    assert "nbval-ignore-output" not in nb.cells[1].metadata.get("tags", [])

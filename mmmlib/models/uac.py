@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -117,21 +117,6 @@ class FunnelParams:
         return {
             k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in self.__dict__.items() if k != "dispersion"
         }
-
-    def table(self, channels: tuple[str, ...] = CHANNELS, mask: FunnelMask | None = None) -> pd.DataFrame:
-        """Long table ``parameter, segment, value`` of the segment-level parameters (masked β
-        entries left out when ``mask`` is given)."""
-        rows = []
-        K = len(self.alpha_ua)
-        for k in range(K):
-            rows += [("alpha_ua", k, self.alpha_ua[k]), ("alpha_ac", k, self.alpha_ac[k]), ("forget", k, self.forget[k])]
-            for c, ch in enumerate(channels):
-                if mask is None or mask.ua[c]:
-                    rows.append((f"beta_ua[{ch}]", k, self.beta_ua[k, c]))
-                if mask is None or mask.ac[c]:
-                    rows.append((f"beta_ac[{ch}]", k, self.beta_ac[k, c]))
-        rows.append(("spillover", -1, self.spillover))
-        return pd.DataFrame(rows, columns=["parameter", "segment", "value"])
 
 
 # ------------------------------------------------------------------ dynamics
@@ -638,8 +623,3 @@ def _to_params(p: dict[str, torch.Tensor]) -> FunnelParams:
         dispersion=float(g["dispersion"]),
     )
 
-
-def with_mask(params: FunnelParams, mask: FunnelMask) -> FunnelParams:
-    """``params`` with the β entries the mask forbids set to zero (for comparing to a truth)."""
-    m_ua, m_ac = (np.asarray(v, dtype=float) for v in (mask.ua, mask.ac))
-    return replace(params, beta_ua=params.beta_ua * m_ua, beta_ac=params.beta_ac * m_ac)

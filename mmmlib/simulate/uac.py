@@ -140,9 +140,10 @@ class UACWorld:
     mean: np.ndarray
 
 
-def simulate_spend(n_days: int, rng: np.random.Generator) -> pd.DataFrame:
+def simulate_spend(n_days: int, rng: np.random.Generator | np.random.RandomState) -> pd.DataFrame:
     """Diff-MMM's daily spend patterns (clipped at 0): TV with a yearly and a weekly cycle,
-    display weekly, the two search channels noisy around a plan."""
+    display weekly, the two search channels noisy around a plan. The source's generator draws
+    from a legacy ``RandomState``; the repaired worlds from a ``Generator``."""
     t = np.arange(n_days)
     tv = 50 + 30 * np.sin(2 * np.pi * t / 365) + 20 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 10, n_days)
     display = 30 + 15 * np.cos(2 * np.pi * t / 7) + rng.normal(0, 8, n_days)
@@ -244,12 +245,8 @@ def simulate_source_dgp(n_days: int = 730, seed: int = 42, market_size: float = 
     created; converters leave the market for good.
     """
     rng = np.random.RandomState(seed)
-    t = np.arange(n_days)
-    tv = 50 + 30 * np.sin(2 * np.pi * t / 365) + 20 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 10, n_days)
-    display = 30 + 15 * np.cos(2 * np.pi * t / 7) + rng.normal(0, 8, n_days)
-    generic = 25 + rng.normal(0, 12, n_days)
-    brand = 20 + rng.normal(0, 10, n_days)
-    spend = np.clip(np.stack([tv, display, generic, brand], axis=1), 0.0, None)
+    spend_df = simulate_spend(n_days, rng)
+    spend = spend_df.to_numpy()
     x = spend / spend.mean(axis=0)
     pressure = x**2 / (x**2 + 0.5**2)
     attr = np.asarray(SEGMENT_ATTRIBUTES)
@@ -281,7 +278,7 @@ def simulate_source_dgp(n_days: int = 730, seed: int = 42, market_size: float = 
     level = 50 + C.sum(axis=0)
     sales = np.maximum(1.0, level + rng.normal(0, 1, n_days) * 0.1 * np.sqrt(level + 1))
     return SourceDGP(
-        spend=pd.DataFrame(spend, columns=list(CHANNELS)),
+        spend=spend_df,
         unaware=U,
         active=A,
         conversions=C,
