@@ -28,13 +28,16 @@ pytestmark = pytest.mark.book
 ROOT = repo_root()
 HTML = ROOT / "_build" / "html"
 PROJECT = Project(ROOT)
+SMART_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 GLUE_ROLE = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
 
 
 def html_of(rel: str) -> str:
     path = HTML / rel
     assert path.is_file(), f"{path} is missing: build the book first (make html)"
-    return unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
+    text = unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
+    # Sphinx's smartquotes typeset ' and " as curly quotes; glued text is compared in plain quotes
+    return text.translate(SMART_QUOTES)
 
 
 def chapter_ids() -> list[str]:
