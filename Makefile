@@ -20,12 +20,13 @@ export TQDM_DISABLE := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-peers.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) and v >= (3, 11, 5) else "mmm-thesis needs Python 3.11.5+ 3.11.x as python3 (found %s); set PYTHON=..." % sys.version.split()[0])'
 	@echo "==> setting up $(VENV) from requirements.lock"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade "pip>=23.2"
 	@$(PY) -m pip install --quiet --no-input -r requirements.lock
+	@$(PY) -m pip install --quiet --no-input --no-deps -r requirements-peers.lock
 	@$(PY) -m pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready ($$(du -sh $(VENV) | cut -f1))"

@@ -17,7 +17,8 @@ was executed. The inputs are: the source notebook (cells' types and sources, not
 outputs), the parameters, the ``mmmlib`` modules the chapter imports (found statically:
 the imports of its code cells, followed through the imports of each module, see
 :func:`mmmlib_closure`), the data files the chapter read (recorded in its results file)
-and the lock file ``requirements.lock``. A change to a model a chapter does not use leaves
+and the lock file ``requirements.lock`` (plus ``requirements-peers.lock`` for a chapter that
+imports :mod:`mmmlib.peers`). A change to a model a chapter does not use leaves
 it fresh; a change to a shared module (results, plots, simulate) makes every user stale.
 """
 
@@ -228,6 +229,9 @@ def input_hash(
         path = project.root / rel
         feed(rel, path.read_bytes() if path.is_file() else b"<missing>")
     feed("lock", project.lock_file.read_bytes() if project.lock_file.is_file() else b"<none>")
+    if any(p.relative_to(project.root).parts[:2] == ("mmmlib", "peers") for p in mmmlib_closure(project, chapter)):
+        peers = project.root / "requirements-peers.lock"
+        feed("peers-lock", peers.read_bytes() if peers.is_file() else b"<none>")
     return h.hexdigest()
 
 

@@ -1,0 +1,1 @@
+"""Drivers for the published packages the book compares against (optional dependencies)."""
