@@ -353,8 +353,9 @@ def plot_graphs(truth: np.ndarray, learned: dict[str, np.ndarray], channels: Seq
     vmax = max(float(np.max(np.abs(m))) for m in panels.values()) or 1.0
     for ax, (label, m) in zip(np.atleast_1d(axes), panels.items(), strict=True):
         sns.heatmap(pd.DataFrame(m, index=channels, columns=channels), ax=ax, cmap="RdBu_r", center=0,
-                    vmin=-vmax, vmax=vmax, cbar=False, annot=np.where(m != 0, np.round(m, 2), np.nan),
-                    fmt=".2f", annot_kws={"size": 7}, linewidths=0.5, linecolor="0.9")
+                    vmin=-vmax, vmax=vmax, cbar=False, annot=True, mask=(m == 0), fmt=".2f",
+                    annot_kws={"size": 7}, linewidths=0.5, linecolor="0.9")
+        ax.set_facecolor("white")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("child")
         ax.set_ylabel("parent")
