@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from mmmlib.transforms import adstock, hill
 
 __all__ = [
     "PanelSplit",
@@ -25,6 +28,7 @@ __all__ = [
     "rmse",
     "naive_forecasts",
     "fourier_features",
+    "saturated_media",
 ]
 
 
@@ -177,3 +181,28 @@ def naive_forecasts(sales: np.ndarray, train_weeks: int, last: int = 4) -> dict[
         "region mean": np.repeat(region_mean, horizon, axis=1),
         f"last {last} weeks": np.repeat(recent, horizon, axis=1),
     }
+
+
+def saturated_media(media, decay, half, slope) -> torch.Tensor:
+    r"""Hill of the normalised geometric adstock, for region-first panels.
+
+    :func:`mmmlib.transforms.adstock` (normalised) then :func:`mmmlib.transforms.hill`, with
+    the panel's ``(R, T, C)`` layout turned into their time-first ``(T, C, R)`` and back.
+    Differentiable in every argument.
+
+    Parameters
+    ----------
+    media : array-like, shape (R, T, C)
+        Non-negative media (e.g. spend over its usual level).
+    decay, half, slope : array-like, shape (C,)
+        Adstock decay :math:`\lambda`, Hill half-saturation :math:`K` and slope :math:`S`.
+
+    Returns
+    -------
+    torch.Tensor, shape (R, T, C)
+    """
+    x = torch.as_tensor(media)
+    if x.ndim != 3:
+        raise ValueError(f"media must have shape (regions, weeks, channels), got {tuple(x.shape)}")
+    time_first = x.permute(1, 2, 0)
+    return hill(adstock(time_first, decay), half, slope).permute(2, 0, 1)

@@ -16,11 +16,10 @@ from mmmlib.causal_graph import (
     spend_deviations,
     total_effects,
 )
-from mmmlib.models.deepcausal import DeepCausalConfig, adstock_torch, fit_deepcausal
-from mmmlib.panel import naive_forecasts, pooled_r2, split_panel, within_r2
+from mmmlib.models.deepcausal import DeepCausalConfig, fit_deepcausal
+from mmmlib.panel import naive_forecasts, pooled_r2, saturated_media, split_panel, within_r2
 from mmmlib.simulate.geo_graph import (
     GeoGraphConfig,
-    geometric_adstock,
     is_acyclic,
     simulate_geo_graph,
 )
@@ -38,8 +37,7 @@ def test_world_is_reproducible_and_consistent():
     t = a.truth
     # expected sales = size * (baseline + season + controls + media): media part recomputed from the truth
     rel = a.media / t.mean_spend[:, None, :]
-    media = t.beta * (geometric_adstock(rel, t.decay) ** t.slope
-                      / (geometric_adstock(rel, t.decay) ** t.slope + t.half**t.slope))
+    media = t.beta * saturated_media(rel, t.decay, t.half, t.slope).numpy()
     np.testing.assert_allclose(t.contributions, t.size[:, None, None] * media)
     rest = t.size[:, None] * (t.baseline[:, None] + t.season[None] + a.controls @ t.gamma)
     np.testing.assert_allclose(t.expected, rest + t.contributions.sum(axis=2))
@@ -176,11 +174,19 @@ def test_within_r2_ignores_region_levels():
 
 
 # ---------------------------------------------------------------- model
-def test_adstock_torch_matches_the_recursion():
+def test_saturated_media_matches_the_recursion_per_region():
     x = np.random.default_rng(0).gamma(2.0, size=(3, 25, 4))
     decay = np.array([0.0, 0.3, 0.6, 0.85])
-    got = adstock_torch(torch.as_tensor(x), torch.as_tensor(decay)).numpy()
-    np.testing.assert_allclose(got, geometric_adstock(x, decay), rtol=1e-10)
+    half, slope = np.array([0.5, 1.0, 1.5, 2.0]), np.array([1.0, 2.0, 0.7, 3.0])
+    a = np.empty_like(x)
+    a[:, 0] = x[:, 0]
+    for t in range(1, 25):
+        a[:, t] = x[:, t] + decay * a[:, t - 1]
+    a *= 1 - decay
+    expected = a**slope / (a**slope + half**slope)
+    np.testing.assert_allclose(saturated_media(x, decay, half, slope).numpy(), expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="regions, weeks, channels"):
+        saturated_media(x[0], decay, half, slope)
 
 
 @pytest.mark.parametrize("variant", [{}, {"coefficients": "static"}, {"gru_inputs": "media", "mixing": "deepcausal"}])

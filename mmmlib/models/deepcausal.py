@@ -42,9 +42,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mmmlib.panel import PanelSplit, fourier_features
+from mmmlib.panel import PanelSplit, fourier_features, saturated_media
+from mmmlib.transforms import adstock, hill
 
-__all__ = ["DeepCausalConfig", "DeepCausalFit", "DeepCausalNet", "fit_deepcausal", "adstock_torch"]
+__all__ = ["DeepCausalConfig", "DeepCausalFit", "DeepCausalNet", "fit_deepcausal"]
 
 
 @dataclass(frozen=True)
@@ -122,24 +123,6 @@ class DeepCausalConfig:
             raise ValueError("smooth, weight_decay and hill_prior must be >= 0")
 
 
-def adstock_torch(x: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
-    r"""Normalised geometric adstock along dim 1 of ``(R, T, C)``: :math:`a_t = (1-\rho)x_t + \rho a_{t-1}`, :math:`a_{-1}=x_0`.
-
-    Solved in closed form with cumulative sums in log space-free form: for
-    :math:`\rho \in (0, 1)`, :math:`a_t = \rho^{t+1} x_0 + (1-\rho)\sum_{s\le t}\rho^{t-s}x_s`,
-    computed by a single matrix product with the lower-triangular kernel.
-    """
-    n_t = x.shape[1]
-    t = torch.arange(n_t, dtype=x.dtype, device=x.device)
-    lag = (t[:, None] - t[None, :]).clamp(min=0)  # (T, T): t - s
-    mask = (t[:, None] >= t[None, :]).to(x.dtype)
-    rho = decay[None, None, :]  # (1, 1, C)
-    kernel = (1 - rho) * rho ** lag[:, :, None] * mask[:, :, None]  # (T, S, C)
-    carried = torch.einsum("tsc,rsc->rtc", kernel, x)
-    start = rho ** (t[None, :, None] + 1) * x[:, :1, :]
-    return carried + start
-
-
 class DeepCausalNet(nn.Module):
     """The network of :class:`DeepCausalConfig` for ``R`` regions, ``C`` channels, ``K`` controls, ``F`` Fourier terms."""
 
@@ -196,9 +179,7 @@ class DeepCausalNet(nn.Module):
 
     def saturated(self, media: torch.Tensor) -> torch.Tensor:
         """Hill of the adstocked (relative) spend, then the optional mixing layer."""
-        a = adstock_torch(media, self.decay).clamp(min=0)
-        s = self.slope
-        h = a**s / (a**s + self.half**s)
+        h = saturated_media(media, self.decay, self.half, self.slope)
         if self.config.mixing == "deepcausal":
             w = torch.sigmoid(self.edge_logit / 0.5) * self.mask
             m = torch.sigmoid(self.blend_logit)
@@ -281,7 +262,7 @@ class DeepCausalFit:
             slope = self.net.slope.cpu().numpy()
         weeks = weeks if weeks is not None else slice(-13, None)
         beta = self.beta[:, weeks].mean(axis=1)  # (R, C)
-        h = m**slope / (m**slope + half**slope)
+        h = hill(m, half, slope).numpy()  # (N, C)
         out = np.einsum("r,rc,nc->nc", self.split.mean_sales, beta, h)
         return out[0] if np.ndim(spend_multiple) == 1 else out
 
@@ -322,8 +303,8 @@ def fit_deepcausal(
     # Data-driven Hill start: median adstocked training spend per channel at the initial decay.
     init_decay = config.max_decay / (1 + np.exp(0.5))
     with torch.no_grad():
-        a0 = adstock_torch(_tensor(split.media, "cpu"), torch.full((n_c,), init_decay)).numpy()
-    half_init = np.maximum(np.median(a0[:, train].reshape(-1, n_c), axis=0), 1e-3)
+        a0 = adstock(_tensor(split.media, "cpu").permute(1, 2, 0), torch.full((n_c,), init_decay)).numpy()  # (T, C, R)
+    half_init = np.maximum(np.median(a0[train].transpose(0, 2, 1).reshape(-1, n_c), axis=0), 1e-3)
 
     net = DeepCausalNet(config, n_r, n_c, split.controls.shape[2], half_init, clock_scale=split.train_weeks).to(device)
     with torch.no_grad():

@@ -17,8 +17,9 @@ queries the next week):
 with :math:`s_c` the stationary scale of :math:`u_{\cdot,\cdot,c}` (so every channel has the
 same log-spend variability) and a mild spend seasonality.
 
-**Sales.** Relative to the region's size :math:`n_r`, with geometric adstock (normalised,
-so a steady spend at the region's mean gives :math:`a = 1`) and Hill saturation,
+**Sales.** Relative to the region's size :math:`n_r`, with LightweightMMM's normalised
+geometric adstock and Hill saturation (:mod:`mmmlib.transforms`; a steady spend at the
+region's mean gives :math:`a \to 1`),
 
 .. math::
 
@@ -42,13 +43,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mmmlib.panel import saturated_media
+from mmmlib.transforms import hill
+
 __all__ = [
     "GeoGraphConfig",
     "GeoGraphTruth",
     "GeoGraphWorld",
     "simulate_geo_graph",
-    "geometric_adstock",
-    "hill",
+    "edges_frame",
 ]
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("tv", "radio", "ooh", "video", "social", "display", "search", "print")
@@ -150,28 +153,6 @@ def is_acyclic(adjacency: np.ndarray) -> bool:
     return True
 
 
-def geometric_adstock(x: np.ndarray, decay: np.ndarray | float, axis: int = 1) -> np.ndarray:
-    r"""Normalised geometric adstock :math:`a_t = (1-\rho)x_t + \rho a_{t-1}`, :math:`a_{-1} = x_0`.
-
-    Starting from :math:`x_0` (instead of 0) means a steady spend gives a steady adstock from
-    the first week. ``decay`` broadcasts against ``x`` with ``axis`` removed.
-    """
-    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
-    rho = np.asarray(decay, dtype=np.float64)
-    out = np.empty_like(x)
-    prev = x[0]
-    for t in range(x.shape[0]):
-        prev = (1.0 - rho) * x[t] + rho * prev
-        out[t] = prev
-    return np.moveaxis(out, 0, axis)
-
-
-def hill(a: np.ndarray, half: np.ndarray | float, slope: np.ndarray | float) -> np.ndarray:
-    r"""Hill saturation :math:`a^S / (a^S + K^S)` for :math:`a \ge 0`."""
-    a = np.maximum(np.asarray(a, dtype=np.float64), 0.0)
-    return a**slope / (a**slope + np.asarray(half, dtype=np.float64) ** slope)
-
-
 @dataclass(frozen=True)
 class GeoGraphTruth:
     """What generated a :class:`GeoGraphWorld`.
@@ -229,7 +210,7 @@ class GeoGraphTruth:
         """
         m = np.atleast_2d(np.asarray(spend_multiple, dtype=np.float64))
         beta = self.beta[:, weeks if weeks is not None else slice(None)].mean(axis=1)  # (R, C)
-        h = hill(m, self.half, self.slope)  # (N, C)
+        h = hill(m, self.half, self.slope).numpy()  # (N, C)
         out = np.einsum("r,rc,nc->nc", self.size, beta, h)
         return out[0] if np.ndim(spend_multiple) == 1 else out
 
@@ -332,7 +313,7 @@ def simulate_geo_graph(config: GeoGraphConfig = GeoGraphConfig(), seed: int = 0)
     slope = rng.uniform(1.0, 2.5, n_c)
     # Contribution at mean spend: beta_c * hill(1); spread across channels, summing to media_share.
     weight = rng.dirichlet(np.full(n_c, 3.0))
-    beta_c = config.media_share * weight / hill(1.0, half, slope)
+    beta_c = config.media_share * weight / hill(np.ones((1, n_c)), half, slope).numpy()[0]
     region_mult = np.exp(rng.normal(0, 0.2, (n_r, n_c)))
     period = rng.uniform(1.0, 2.0, n_c) * n_t
     phase = rng.uniform(0, 2 * np.pi, n_c)
@@ -340,7 +321,7 @@ def simulate_geo_graph(config: GeoGraphConfig = GeoGraphConfig(), seed: int = 0)
     beta = beta_c[None, None, :] * region_mult[:, None, :] * drift[None, :, :]
 
     relative = media / mean_spend[:, None, :]
-    sat = hill(geometric_adstock(relative, decay), half, slope)
+    sat = saturated_media(relative, decay, half, slope).numpy()
     media_rel = beta * sat  # (R, T, C), relative to size
     season = config.season_amplitude * (
         np.sin(2 * np.pi * weeks / 52.0) + 0.4 * np.cos(4 * np.pi * weeks / 52.0)
