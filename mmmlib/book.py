@@ -223,13 +223,14 @@ def input_hash(
     feed("notebook", _notebook_fingerprint(chapter.source))
     params = {k: v for k, v in parameters.items() if k != "results_dir"}
     feed("parameters", json.dumps(params, sort_keys=True).encode())
-    for path in mmmlib_closure(project, chapter):
+    closure = mmmlib_closure(project, chapter)
+    for path in closure:
         feed(str(path.relative_to(project.root)), path.read_bytes())
     for rel in sorted(data_files):
         path = project.root / rel
         feed(rel, path.read_bytes() if path.is_file() else b"<missing>")
     feed("lock", project.lock_file.read_bytes() if project.lock_file.is_file() else b"<none>")
-    if any(p.relative_to(project.root).parts[:2] == ("mmmlib", "peers") for p in mmmlib_closure(project, chapter)):
+    if any(p.relative_to(project.root).parts[:2] == ("mmmlib", "peers") for p in closure):
         peers = project.root / "requirements-peers.lock"
         feed("peers-lock", peers.read_bytes() if peers.is_file() else b"<none>")
     return h.hexdigest()
