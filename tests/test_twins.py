@@ -1,0 +1,209 @@
+"""Tests of Chapter 4: the survey world, factor analysis, the twin model and its experiments."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mmmlib.experiments import twins as tw
+from mmmlib.models.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
+from mmmlib.models.twin import TwinConfig, TwinModel, lever_search, ordinal_log_prob
+from mmmlib.runtime import setup
+from mmmlib.simulate.survey import (
+    SurveyConfig,
+    SurveyData,
+    expected_score,
+    lever_response,
+    ordinal_probs,
+    simulate_survey,
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return simulate_survey(SurveyConfig(n_respondents=1500), seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(world):
+    setup(0)
+    train, test = tw.split_respondents(world.data.n, 0.2, 0)
+    model = TwinModel(TwinConfig(batch_size=100, epochs=25, predictive_epochs=4)).fit(world.data.subset(train))
+    return model, train, test
+
+
+# ----------------------------------------------------------------------------- world
+def test_world_shapes_ranges_and_truth(world):
+    d, t = world.data, world.truth
+    n, k, j = d.y.shape
+    assert (n, k, j) == (1500, 5, 15)
+    assert d.levers.shape == (n, k, 3) and t.theta.shape == (n, k, 3) and t.z.shape == (n, 3)
+    assert np.all(d.y >= 0) and np.all(d.y < np.asarray(d.n_categories))
+    assert np.allclose(t.brand_position.sum(0), 0.0)
+    assert all(np.all(np.diff(c) > 0) for c in t.cutpoints)
+    # every category of every item is used
+    for jj, c in enumerate(d.n_categories):
+        assert len(np.unique(d.y[..., jj])) == c
+
+
+def test_answers_follow_the_ordered_logistic_law(world):
+    """Mean answer equals the mean expected score under the true utilities (law of the simulator)."""
+    d, t = world.data, world.truth
+    for j in (0, 12, 14):
+        u = t.intercepts[j] + t.theta @ t.loadings[j]
+        expect = expected_score(u, t.cutpoints[j]).mean()
+        se = d.y[..., j].std() / np.sqrt(d.y[..., j].size)
+        assert abs(d.y[..., j].mean() - expect) < 4 * se
+
+
+def test_ordinal_probs_and_expected_score():
+    cuts = np.array([-1.0, 0.0, 2.0])
+    u = np.linspace(-4, 4, 9)
+    p = ordinal_probs(u, cuts)
+    assert np.allclose(p.sum(-1), 1.0) and np.all(p >= 0)
+    assert np.all(np.diff(expected_score(u, cuts)) > 0)
+
+
+def test_true_effect_is_zero_without_action_and_positive_for_raised_levers(world):
+    rows = np.arange(200)
+    assert world.true_effect(rows, 0, np.zeros(3)) == 0.0
+    for m in range(3):
+        assert world.true_effect(rows, 1, np.eye(3)[m]) > 0
+    assert all(np.all(np.diff(lever_response(m, np.linspace(-3, 3, 50))) > 0) for m in range(3))
+    with pytest.raises(ValueError, match="lever index"):
+        lever_response(3, np.zeros(2))
+
+
+def test_bad_survey_input_names_the_place(world):
+    d = world.data
+    y = d.y.copy()
+    y[3, 1, 12] = 11
+    with pytest.raises(ValueError, match=r"item 'affinity' about brand 'Boreal' in respondent row 3"):
+        dataclasses.replace(d, y=y)
+    lev = d.levers.copy()
+    lev[7, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"lever 'ad awareness' of brand 'Cirrus' in respondent row 7"):
+        dataclasses.replace(d, levers=lev)
+    with pytest.raises(ValueError, match="integer"):
+        dataclasses.replace(d, y=d.y.astype(float))
+    with pytest.raises(ValueError, match="n_respondents"):
+        SurveyConfig(n_respondents=2)
+    assert isinstance(d.subset(np.arange(5)), SurveyData)
+
+
+# ----------------------------------------------------------------------------- factor analysis
+def test_factor_analysis_recovers_a_factor_covariance():
+    rng = np.random.default_rng(0)
+    lam = rng.normal(size=(12, 2))
+    psi = rng.uniform(0.2, 0.5, 12)
+    x = rng.normal(size=(20_000, 2)) @ lam.T + rng.normal(size=(20_000, 12)) * np.sqrt(psi)
+    fa = fit_factor_analysis(x, 2)
+    cov = np.cov(((x - fa.mean) / fa.scale).T)
+    assert np.abs(fa.covariance - cov).max() < 0.03
+    best, scores = choose_n_factors(x[:15_000], x[15_000:], (1, 2, 4))
+    assert best >= 2 and scores[2] > scores[1]
+
+
+def test_factor_conditional_is_the_gaussian_conditional():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 2)) @ rng.normal(size=(2, 6)) + rng.normal(size=(3000, 6))
+    fa = fit_factor_analysis(x, 2)
+    mean, sd = fa.conditional(x[:5], [1, 4])
+    cov = fa.covariance * np.outer(fa.scale, fa.scale)
+    o, h = [0, 2, 3, 5], [1, 4]
+    gain = cov[np.ix_(h, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+    expect = fa.mean[h] + (x[:5][:, o] - fa.mean[o]) @ gain.T
+    assert np.allclose(mean, expect)
+    assert np.allclose(sd**2, np.diag(cov[np.ix_(h, h)] - gain @ cov[np.ix_(o, h)]))
+
+
+def test_discretised_log_prob_is_a_distribution():
+    y = np.arange(7)
+    for m, s in [(3.0, 1.0), (-2.0, 0.5), (30.0, 0.1)]:
+        p = np.exp(discretised_log_prob(y, np.full(7, m), np.full(7, s), 7))
+        assert np.isclose(p.sum(), 1.0)
+    assert np.isfinite(discretised_log_prob(np.array([0]), np.array([50.0]), np.array([0.1]), 7)).all()
+
+
+def test_procrustes_undoes_a_rotation():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rotated = x @ q
+    assert np.allclose((rotated - rotated.mean(0)) @ tw.procrustes(rotated, x), x - x.mean(0), atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- model
+def test_ordinal_log_prob_matches_numpy_and_normalises():
+    cuts = np.array([-1.0, 0.5, 2.0])
+    padded = torch.tensor([[-1e4, -1.0, 0.5, 2.0, 1e4, 1e4]])  # one item, 4 categories, padded to 5
+    u = torch.tensor([[0.3]])
+    logs = torch.stack([ordinal_log_prob(u, padded, torch.tensor([[c]])) for c in range(4)]).squeeze()
+    assert np.allclose(logs.exp().numpy(), ordinal_probs(np.array(0.3), cuts), atol=1e-6)
+
+
+def test_config_and_usage_errors(world):
+    with pytest.raises(ValueError, match="encoder"):
+        TwinConfig(encoder="mean-field")
+    with pytest.raises(ValueError, match="local_covariance"):
+        TwinConfig(local_covariance="banded")
+    with pytest.raises(RuntimeError, match="fit the model first"):
+        TwinModel().posterior(world.data)
+    with pytest.raises(ValueError, match="profile"):
+        tw.TwinSettings.for_profile("huge")
+    train, test = tw.split_respondents(100, 0.25, 0)
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 100
+
+
+def test_fit_recovers_latents_and_effects(world, fitted):
+    """A small fit must already recover perceptions and the direction and size of lever effects."""
+    model, train, test = fitted
+    assert np.all(np.isfinite(model.history)) and model.history[-1] < model.history[0]
+    post = model.posterior(world.data.subset(test), 100)
+    rec = tw.latent_recovery(post, world, test)
+    assert rec["after rotation"].min() > 0.85
+    assert (rec["after rotation"] - rec["raw"]).abs().max() < 0.02  # rotation and sign fixed by design
+    eff = tw.effect_table(model, world, test, post)
+    assert eff["rel_error"].abs().median() < 0.3
+    assert np.all(eff["mean"] > 0)
+
+
+def test_counterfactual_of_no_action_is_zero_and_inputs_are_checked(world, fitted):
+    model, _, test = fitted
+    d = world.data.subset(test)
+    assert np.allclose(model.counterfactual(d, 0, np.zeros(3), n_draws=20), 0.0)
+    with pytest.raises(ValueError, match="one entry per lever"):
+        model.counterfactual(d, 0, [1.0, 0.0])
+    with pytest.raises(ValueError, match="brand"):
+        model.counterfactual(d, 9, np.zeros(3))
+    other = simulate_survey(SurveyConfig(n_respondents=50, brands=("A", "B", "C")), seed=0)
+    with pytest.raises(ValueError, match="differ from those the model was fitted on"):
+        model.posterior(other.data)
+
+
+def test_predictions_beat_the_marginal_and_the_search_spends_the_budget(world, fitted):
+    model, train, test = fitted
+    table, info = tw.predictive_scores(model, world, train, test, candidates=(3, 6), n_draws=50)
+    assert (table["twin log-lik"] > table["marginal log-lik"]).all()
+    assert info["n_factors"] in (3.0, 6.0)
+    frame = lever_search(model, world.data.subset(test), 0, world.cost, budget=1.0, step=0.25, n_draws=20)
+    spent = frame[[c for c in frame.columns if c.startswith("delta_")]].to_numpy() @ world.cost
+    assert np.allclose(spent, 1.0) and len(frame) == 15
+    assert np.isclose(frame["p_best"].sum(), 1.0)
+    assert (frame["lo"] <= frame["mean"]).all() and (frame["mean"] <= frame["hi"]).all()
+
+
+def test_two_models_keep_their_own_parameters(world):
+    """Fitting a second model must not change what the first one says (separate parameter stores)."""
+    setup(0)
+    d = world.data.subset(np.arange(300))
+    a = TwinModel(TwinConfig(batch_size=100, epochs=2, predictive_epochs=0)).fit(d)
+    torch.manual_seed(5)
+    before = a.global_draws(5)["lever_w"]
+    TwinModel(TwinConfig(batch_size=100, epochs=2, predictive_epochs=0, encoder="batch_position")).fit(d)
+    torch.manual_seed(5)
+    after = a.global_draws(5)["lever_w"]
+    assert torch.equal(before, after)
