@@ -337,9 +337,9 @@ def plot_search(table: pd.DataFrame, top: int = 12) -> plt.Figure:
                 label="twin model, 90% interval")
     ax.scatter(t["true gain"], y, marker="x", color="k", zorder=3, label="truth")
     ax.set_yticks(y, labels)
-    ax.set(xlabel="gain in mean affinity (0–10)",
-           ylabel="lever increase (SD): " + " / ".join(c.removeprefix("delta_") for c in delta_cols),
-           title=f"Lever search: the {len(t)} best ways to spend the budget")
+    ax.set(xlabel="gain in mean affinity (0–10)", ylabel="lever increase (SD)",
+           title=f"Lever search: the {len(t)} best ways to spend the budget\n(rows: "
+                 + " / ".join(c.removeprefix("delta_") for c in delta_cols) + ")")
     ax.legend(frameon=False, loc="lower right")
     sns.despine(ax=ax)
     return fig
