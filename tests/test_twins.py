@@ -196,6 +196,19 @@ def test_predictions_beat_the_marginal_and_the_search_spends_the_budget(world, f
     assert (frame["lo"] <= frame["mean"]).all() and (frame["mean"] <= frame["hi"]).all()
 
 
+def test_elbo_and_importance_weighted_objectives_both_run(world):
+    """particles = 1 is the plain ELBO (a local sample site); k > 1 resamples k proposals per respondent."""
+    setup(0)
+    d = world.data.subset(np.arange(300))
+    for k in (1, 3):
+        m = TwinModel(TwinConfig(batch_size=100, epochs=2, predictive_epochs=1, particles=k)).fit(d)
+        post = m.posterior(d.subset(np.arange(20)), n_draws=7, chunk=3)
+        assert post["theta"].shape == (7, 20, 5, 3) and torch.isfinite(post["u"]).all()
+        assert np.all(np.isfinite(m.history)) and len(m.predictive_history) == 1
+    with pytest.raises(ValueError, match="particles"):
+        TwinConfig(particles=0)
+
+
 def test_two_models_keep_their_own_parameters(world):
     """Fitting a second model must not change what the first one says (separate parameter stores)."""
     setup(0)

@@ -65,7 +65,7 @@ class TwinSettings:
     @property
     def source_fit(self) -> TwinConfig:
         """The same fit with the source's guide (local latents indexed by minibatch position)."""
-        return replace(self.fit, encoder="batch_position", predictive_epochs=0)
+        return replace(self.fit, encoder="batch_position", predictive_epochs=0, particles=1)
 
     @classmethod
     def for_profile(cls, profile: str) -> TwinSettings:

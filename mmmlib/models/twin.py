@@ -119,6 +119,10 @@ class TwinConfig:
     local_covariance : str
         ``full`` (a Cholesky factor per respondent: the trait and the brand residuals are
         strongly correlated a posteriori) or ``diagonal``.
+    particles : int
+        Local draws per respondent in the objective. 1 is the ELBO; :math:`k > 1` integrates the
+        local latents by importance sampling with the encoder as proposal (the IWAE bound), which
+        is tighter and biases the globals less.
     predictive_epochs : int
         Epochs of the second encoder, which infers a respondent from everything but the
         outcome answers (globals frozen), for predicting held-out outcomes.
@@ -126,7 +130,7 @@ class TwinConfig:
         Floating type of the fit.
     """
 
-    hidden: int = 64
+    hidden: int = 128
     n_knots: int = 8
     encoder: str = "amortised"
     batch_size: int = 500
@@ -135,6 +139,7 @@ class TwinConfig:
     lr_final: float = 0.001
     local_covariance: str = "full"
     predictive_epochs: int = 20
+    particles: int = 4
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
@@ -142,7 +147,7 @@ class TwinConfig:
             raise ValueError(f"encoder must be 'amortised' or 'batch_position', got {self.encoder!r}")
         if self.local_covariance not in ("full", "diagonal"):
             raise ValueError(f"local_covariance must be 'full' or 'diagonal', got {self.local_covariance!r}")
-        for name in ("hidden", "batch_size", "epochs"):
+        for name in ("hidden", "batch_size", "epochs", "particles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.n_knots < 0:
@@ -307,15 +312,35 @@ class TwinModel:
             "lever_w": pyro.sample("lever_w", dist.Normal(0 * one, one)
                                    .expand([self.n_levers, 1 + self.config.n_knots, self.n_dims]).to_event(3)),
         }
+        k = self.config.particles
         with pyro.plate("respondents", n_total, subsample=idx):
-            local = pyro.sample("local", dist.Normal(0 * one, one).expand([self.n_local]).to_event(1))
-            eps, zeta = self._split(local)
-            theta = self._theta(g, t, idx, eps, zeta)
-            u = theta @ self._loadings(g["lam_perc"], g["lam_out"]).transpose(-1, -2)
-            logp = ordinal_log_prob(u, self._cuts(g["cut_first"], g["log_gaps"]), t.y[idx])
-            if predictive:  # the predictive encoder learns p(latents | everything but outcomes)
-                logp = logp[..., self.perc]
-            pyro.factor("answers", logp.sum((-1, -2)))
+            if k == 1:
+                local = pyro.sample("local", dist.Normal(0 * one, one).expand([self.n_local]).to_event(1))
+            else:  # importance-weighted: the encoder proposes k local draws per respondent
+                q = self._register_locals(enc_in, predictive)
+                local = q.rsample((k,))
+                log_ratio = dist.Normal(0 * one, one).log_prob(local).sum(-1) - q.log_prob(local)
+            logp = self._log_lik(g, t, idx, local, predictive)
+            if k == 1:
+                pyro.factor("answers", logp)
+            else:
+                pyro.factor("answers", torch.logsumexp(logp + log_ratio, 0) - math.log(k))
+
+    def _log_lik(self, g: dict[str, torch.Tensor], t: _Tensors, idx, local: torch.Tensor,
+                 predictive: bool) -> torch.Tensor:
+        """Log-likelihood of each respondent's answers given globals and local draws, shape local.shape[:-1]."""
+        eps, zeta = self._split(local)
+        theta = self._theta(g, t, idx, eps, zeta)
+        lam = self._loadings(g["lam_perc"], g["lam_out"])  # (*G, J, L)
+        cuts = self._cuts(g["cut_first"], g["log_gaps"])  # (*G, J, C + 1)
+        if lam.dim() > 2:  # globals with a leading draw axis: align it with the draw axis of theta
+            lam = lam[:, None, None]
+            cuts = cuts[:, None, None]
+        u = (theta.unsqueeze(-2) * lam).sum(-1)
+        logp = ordinal_log_prob(u, cuts, t.y[idx].expand(u.shape))
+        if predictive:  # the predictive encoder learns p(latents | everything but outcomes)
+            logp = logp[..., self.perc]
+        return logp.sum((-1, -2))
 
     def _split(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split the local vector into the trait innovation (..., L) and the residuals (..., K, L)."""
@@ -346,8 +371,8 @@ class TwinModel:
             tril = tril.index_put((torch.arange(n)[:, None], rows[None], cols[None]), 0.1 * h[:, 2 * d:])
         return loc, tril
 
-    def _local_guide(self, t: _Tensors, idx: torch.Tensor, n_total: int, enc_in: torch.Tensor,
-                     predictive: bool = False) -> None:
+    def _register_locals(self, enc_in: torch.Tensor, predictive: bool) -> dist.MultivariateNormal:
+        """Register the local guide's parameters with Pyro and return q(local | answers, x, levers)."""
         if self.config.encoder == "batch_position" and not predictive:
             self._pos_loc = pyro.param("pos_loc", self._pos_loc)
             self._pos_scale = pyro.param("pos_scale", self._pos_scale, constraint=dist.constraints.positive)
@@ -355,12 +380,14 @@ class TwinModel:
             name = "predictive_encoder" if predictive else "encoder"
             pyro.module(name, self.encoders[name])
         loc, tril = self._local_params(enc_in, predictive and self.config.encoder == "amortised")
-        with pyro.plate("respondents", n_total, subsample=idx):
-            pyro.sample("local", dist.MultivariateNormal(loc, scale_tril=tril))
+        return dist.MultivariateNormal(loc, scale_tril=tril)
 
     def _guide(self, t, idx, n_total, enc_in, predictive: bool = False) -> None:
         self._global_guide(t, idx, n_total, enc_in)
-        self._local_guide(t, idx, n_total, enc_in, predictive)
+        if self.config.particles == 1:
+            q = self._register_locals(enc_in, predictive)
+            with pyro.plate("respondents", n_total, subsample=idx):
+                pyro.sample("local", q)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: SurveyData, progress: bool = False) -> TwinModel:
@@ -450,7 +477,7 @@ class TwinModel:
 
     @torch.no_grad()
     def posterior(self, data: SurveyData, n_draws: int = 200, hide_outcomes: bool = False,
-                  chunk: int = 50) -> dict[str, torch.Tensor]:
+                  chunk: int = 5) -> dict[str, torch.Tensor]:
         r"""Joint draws of globals and of every respondent's latents.
 
         Parameters
@@ -461,6 +488,14 @@ class TwinModel:
             Posterior draws.
         hide_outcomes : bool
             Infer the latents without the outcome answers (for predicting them).
+        chunk : int
+            Global draws processed at once (memory).
+
+        Notes
+        -----
+        With ``particles`` :math:`k > 1` the encoder is a proposal, not the posterior: for each
+        global draw and respondent, :math:`k` proposals are weighted by
+        :math:`p(y, \ell \mid g)/q(\ell \mid y)` and one is resampled.
 
         Returns
         -------
@@ -475,14 +510,21 @@ class TwinModel:
         hide = torch.full((data.n, self.n_brands, len(self.out)), bool(hide_outcomes))
         loc, tril = self._local_params(self._encoder_input(t, idx, hide),
                                        hide_outcomes and self.config.encoder == "amortised")
-        noise = torch.randn(n_draws, data.n, self.n_local, 1, dtype=loc.dtype)
-        eps, zeta = self._split(loc + (tril @ noise).squeeze(-1))
-        thetas = []
+        k = self.config.particles if self.config.encoder == "amortised" else 1
+        q = dist.MultivariateNormal(loc, scale_tril=tril)
+        locals_ = []
         for s0 in range(0, n_draws, chunk):
-            gs = {k: v[s0:s0 + chunk] for k, v in g.items()}
-            th = self._theta(gs, t, idx, eps[s0:s0 + chunk], zeta[s0:s0 + chunk])
-            thetas.append(th)
-        theta = torch.cat(thetas)
+            gs = {key: v[s0:s0 + chunk] for key, v in g.items()}
+            draw = q.sample((k, len(gs["cut_first"])))  # (k, c, N, D)
+            if k > 1:  # sampling-importance-resampling: one of k proposals per respondent and draw
+                log_w = (self._log_lik(gs, t, idx, draw, predictive=hide_outcomes)
+                         + dist.Normal(0.0, 1.0).log_prob(draw).sum(-1) - q.log_prob(draw))
+                pick = dist.Categorical(logits=log_w.permute(1, 2, 0)).sample()  # (c, N)
+                draw = torch.gather(draw, 0, pick[None, ..., None].expand(1, *pick.shape, draw.shape[-1]))
+            locals_.append(draw[0])
+        eps, zeta = self._split(torch.cat(locals_))
+        theta = torch.cat([self._theta({key: v[s0:s0 + chunk] for key, v in g.items()}, t, idx,
+                                       eps[s0:s0 + chunk], zeta[s0:s0 + chunk]) for s0 in range(0, n_draws, chunk)])
         mu, sd = self._prior(t.x)
         lam = self._loadings(g["lam_perc"], g["lam_out"])
         u = torch.einsum("snkl,sjl->snkj", theta, lam)

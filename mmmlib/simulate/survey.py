@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "LEVER_SHAPES",
     "SurveyConfig",
     "SurveyData",
     "SurveyTruth",
@@ -58,6 +59,8 @@ __all__ = [
 DEFAULT_BRANDS: tuple[str, ...] = ("Aurora", "Boreal", "Cirrus", "Delta", "Equinox")
 DEFAULT_DIMS: tuple[str, ...] = ("salience", "value", "quality")
 DEFAULT_LEVERS: tuple[str, ...] = ("ad awareness", "price advantage", "network quality")
+LEVER_SHAPES: tuple[str, ...] = ("saturating", "linear", "threshold")
+"""The shape of each lever's true response (:func:`lever_response`), in lever order."""
 DEFAULT_OUTCOMES: tuple[tuple[str, int], ...] = (("affinity", 11), ("satisfaction", 7), ("purchase intent", 5))
 # How each outcome loads on (salience, value, quality).
 OUTCOME_LOADINGS = np.array([[1.0, 0.8, 1.0], [0.3, 0.8, 1.4], [1.2, 1.0, 0.5]])
