@@ -7,6 +7,7 @@ table; the figures take those tables. See Chapter 4.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
@@ -16,11 +17,12 @@ import seaborn as sns
 
 from mmmlib.models.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
 from mmmlib.models.twin import TwinConfig, TwinModel, lever_search
-from mmmlib.simulate.survey import SurveyWorld
+from mmmlib.simulate.survey import SurveyConfig, SurveyWorld, simulate_survey
 
 __all__ = [
     "TwinSettings",
     "effect_table",
+    "effects_over_seeds",
     "latent_recovery",
     "linear_effects",
     "plot_effects",
@@ -53,6 +55,8 @@ class TwinSettings:
         Budget of the lever search (cost units).
     fa_candidates : tuple of int
         Numbers of factors the baseline chooses from (on a validation split of the training set).
+    extra_seeds : int
+        Further simulated surveys on which the lever effects and their intervals are checked.
     """
 
     n_respondents: int
@@ -61,6 +65,7 @@ class TwinSettings:
     n_draws: int = 200
     budget: float = 1.5
     fa_candidates: tuple[int, ...] = (3, 6, 10, 15, 25, 40)
+    extra_seeds: int = 0
 
     @property
     def source_fit(self) -> TwinConfig:
@@ -71,9 +76,11 @@ class TwinSettings:
     def for_profile(cls, profile: str) -> TwinSettings:
         """The chapter's settings for ``quick`` or ``full``."""
         if profile == "quick":
-            return cls(n_respondents=3000, fit=TwinConfig(batch_size=100, epochs=40, predictive_epochs=10))
+            return cls(n_respondents=3000, fit=TwinConfig(batch_size=100, epochs=40, predictive_epochs=10),
+                       extra_seeds=1)
         if profile == "full":
-            return cls(n_respondents=20_000, fit=TwinConfig(batch_size=250, epochs=50, predictive_epochs=15))
+            return cls(n_respondents=20_000, fit=TwinConfig(batch_size=250, epochs=50, predictive_epochs=15),
+                       extra_seeds=3)
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 
 
@@ -197,6 +204,24 @@ def effect_table(model: TwinModel, world: SurveyWorld, test: np.ndarray, post: d
             rows.append({"brand": brand, "lever": lever, "truth": truth, "mean": draws.mean(), "lo": lo, "hi": hi,
                          "rel_error": draws.mean() / truth - 1.0, "covered": bool(lo <= truth <= hi)})
     return pd.DataFrame(rows)
+
+
+def effects_over_seeds(settings: TwinSettings, seeds: Sequence[int]) -> pd.DataFrame:
+    """:func:`effect_table` on fresh surveys, one per seed (simulate, split, fit, score).
+
+    Returns
+    -------
+    DataFrame
+        The effect tables stacked, with a ``seed`` column.
+    """
+    tables = []
+    for s in seeds:
+        world = simulate_survey(SurveyConfig(n_respondents=settings.n_respondents), seed=s)
+        train, test = split_respondents(world.data.n, settings.test_share, s)
+        model = TwinModel(settings.fit).fit(world.data.subset(train))
+        post = model.posterior(world.data.subset(test), settings.n_draws)
+        tables.append(effect_table(model, world, test, post).assign(seed=s))
+    return pd.concat(tables, ignore_index=True)
 
 
 def linear_effects(world: SurveyWorld, train: np.ndarray, step: float = 1.0) -> pd.DataFrame:

@@ -107,7 +107,8 @@ class TwinConfig:
     hidden : int
         Width of the encoders' hidden layers.
     n_knots : int
-        Knots of each lever's piecewise-linear response (at training quantiles).
+        Knots of each lever's piecewise-linear response, evenly spaced in probability from the
+        2.5% to the 97.5% training quantile of the levers.
     encoder : str
         ``amortised`` (ours) or ``batch_position`` (the source's guide).
     batch_size : int
@@ -131,7 +132,7 @@ class TwinConfig:
     """
 
     hidden: int = 128
-    n_knots: int = 8
+    n_knots: int = 12
     encoder: str = "amortised"
     batch_size: int = 500
     epochs: int = 60
@@ -214,7 +215,7 @@ class TwinModel:
         self.c_max = int(self.n_cat.max())
         self.items, self.brands, self.lever_names = data.items, data.brands, data.lever_names
         lv = data.levers.reshape(-1, self.n_levers)
-        q = np.linspace(0, 1, c.n_knots + 2)[1:-1]
+        q = np.linspace(0.025, 0.975, c.n_knots) if c.n_knots > 1 else np.full(c.n_knots, 0.5)
         self.knots = np.quantile(lv, q, axis=0).T  # (M, n_knots)
         self.basis_mean = self._basis_np(data.levers).reshape(-1, self.n_levers, 1 + c.n_knots).mean(0)
         self.n_local = self.n_dims * (1 + self.n_brands)
