@@ -14,7 +14,7 @@ After Levy's *Digital Marketing Twins* (spec §3), repaired where the source is 
     P(y_{ikj} \le c) = \sigma\bigl(c_{j,c} - \lambda_j^\top\theta_{ik}\bigr).
 
 :math:`\mu_\phi, \nu_\phi` is the source's covariate encoder (a tanh MLP, point-estimated);
-:math:`\psi` a piecewise-linear basis with knots at the training quantiles of each lever,
+:math:`\psi` a piecewise-linear basis with knots at training quantiles of the levers,
 so lever responses may saturate or have thresholds; :math:`W_m`, loadings :math:`\lambda`,
 brand positions :math:`a` (summing to zero) and cut-points are Bayesian globals.
 
@@ -27,9 +27,11 @@ outcome items load freely. Cut-points absorb the item intercepts.
 :math:`N/B`, not the prior down, spec §3.6.3); a full-rank Gaussian over the globals; and an
 *amortised* encoder :math:`q(\varepsilon_i, \zeta_{i\cdot} \mid y_i, x_i, r_i)` for the local
 latents (the source's guide indexes them by position in the minibatch, spec §3.6.2; that guide
-is kept as ``encoder="batch_position"`` to show what it does). The encoder sees outcome answers
-only through a random mask during training, so it can also infer a respondent whose outcomes
-are hidden: the posterior predictive of held-out answers.
+is kept as ``encoder="batch_position"`` to show what it does). With ``particles`` :math:`k > 1`
+the encoder is a proposal: each respondent's latents are integrated by importance sampling
+(the importance-weighted bound), and posterior draws resample the proposals by their weights.
+A second encoder, trained with everything else frozen on the perceptual answers only, infers a
+respondent whose outcome answers are hidden: the posterior predictive of held-out answers.
 
 **Counterfactuals** follow abduction, action, prediction: infer a respondent's latents from
 all their answers, move a brand's levers, and push the same latents through the model.
