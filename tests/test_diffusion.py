@@ -1,0 +1,186 @@
+"""Tests of Chapter 5: the time-varying-coefficient world, the Kalman smoother and the diffusion model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmmlib.experiments import diffusion as ex
+from mmmlib.models.diffusion import (
+    DiffusionConfig,
+    TVCDiffusion,
+    TVCScaler,
+    cosine_schedule,
+    project_sales,
+)
+from mmmlib.models.statespace import KalmanTVC
+from mmmlib.runtime import setup
+from mmmlib.simulate.tvc import (
+    TVCConfig,
+    TVCWorld,
+    baseline_features,
+    media_features,
+    simulate_tvc,
+    validate_tvc,
+)
+
+CFG = TVCConfig(n_weeks=40)
+
+
+@pytest.fixture(scope="module")
+def worlds():
+    return simulate_tvc(CFG, 400, seed=1), simulate_tvc(CFG, 12, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(worlds):
+    setup(0)
+    train, _ = worlds
+    return TVCDiffusion(DiffusionConfig(d_model=32, heads=4, steps=20, ddim_steps=5, epochs=2, batch_size=50)).fit(train)
+
+
+# ----------------------------------------------------------------------------- world
+def test_world_identity_and_truth(worlds):
+    w, _ = worlds
+    assert w.beta.shape == (400, 40, 5) and w.gamma.shape == (400, 40, 3)
+    assert (w.beta > 0).all() and (w.media >= 0).all() and (w.media < 1).all()
+    resid = w.sales - w.baseline - w.contributions.sum(-1) - (w.gamma * w.controls).sum(-1)
+    # the residual is the noise: its spread matches the true noise sd of each series
+    assert abs(np.mean(resid.std(1) / w.noise_sd) - 1.0) < 0.03
+    # log-OU volatility of the media coefficients near the configured weekly volatility (jumps are rare)
+    step = np.diff(np.log(w.beta), axis=1)
+    assert 0.10 < np.median(np.abs(step)) / 0.6745 < 0.16
+    # the same seed gives the same world, another seed another
+    assert np.array_equal(simulate_tvc(CFG, 3, seed=5).sales, simulate_tvc(CFG, 3, seed=5).sales)
+    assert not np.array_equal(simulate_tvc(CFG, 3, seed=5).sales, simulate_tvc(CFG, 3, seed=6).sales)
+
+
+def test_media_features_are_hill_of_adstock():
+    spend = np.zeros((1, 10, 5))
+    spend[0, 0] = 1.0
+    x = media_features(spend, CFG)
+    lam = np.asarray(CFG.decay)
+    a = (1 - lam) * lam ** 3  # normalised adstock three weeks after a unit pulse
+    want = a**CFG.slope / (a**CFG.slope + CFG.half_saturation**CFG.slope)
+    assert np.allclose(x[0, 3], want)
+
+
+def test_bad_inputs_name_the_place():
+    w = simulate_tvc(CFG, 2, seed=0)
+    spend = w.spend.copy()
+    spend[1, 7, 2] = -1.0
+    with pytest.raises(ValueError, match=r"spend is negative in column 'social' at series 1, week 7"):
+        validate_tvc(spend, w.controls, w.sales, CFG)
+    sales = w.sales.copy()
+    sales[0, 3] = np.nan
+    with pytest.raises(ValueError, match=r"sales has a missing or infinite value .* series 0, week 3"):
+        validate_tvc(w.spend, w.controls, sales, CFG)
+    with pytest.raises(ValueError, match="controls must have shape"):
+        validate_tvc(w.spend, w.controls[..., :2], w.sales, CFG)
+    with pytest.raises(ValueError, match="beta_median"):
+        TVCConfig(beta_median=(1.0,))
+    with pytest.raises(ValueError, match="ddim_steps"):
+        DiffusionConfig(steps=10, ddim_steps=20)
+    with pytest.raises(ValueError, match="unknown terms"):
+        DiffusionConfig(weights={"chanel": 1.0})
+
+
+# ----------------------------------------------------------------------------- Kalman
+def test_kalman_matches_batch_regression_when_coefficients_are_static():
+    """With zero process noise the smoother is Bayesian linear regression: compare to the closed form."""
+    rng = np.random.default_rng(0)
+    n, t, c, k = 3, 30, 2, 1
+    media, controls = rng.random((n, t, c)), rng.normal(size=(n, t, k))
+    f = baseline_features(t)
+    s = c + k + 4
+    m0, p0 = rng.normal(size=s), np.diag(rng.uniform(0.5, 2.0, s))
+    kal = KalmanTVC(m0=m0, P0=p0, phi=np.ones(s), q=np.zeros(s), long_run=np.zeros(s), r=0.3)
+    sales = rng.normal(size=(n, t))
+    post = kal.smooth(media, controls, sales)
+    for i in range(n):
+        h = np.concatenate([media[i], controls[i], f], 1)
+        prec = np.linalg.inv(p0) + h.T @ h / 0.3
+        mean = np.linalg.solve(prec, np.linalg.inv(p0) @ m0 + h.T @ sales[i] / 0.3)
+        assert np.allclose(post.mean[i, 0], mean, atol=1e-8) and np.allclose(post.mean[i, -1], mean, atol=1e-8)
+        assert np.allclose(post.sd[i, 5], np.sqrt(np.diag(np.linalg.inv(prec))), atol=1e-8)
+
+
+def test_kalman_tracks_paths_and_is_calibrated(worlds):
+    train, test = worlds
+    kal = KalmanTVC.calibrate(train)
+    est = ex.estimate_from_kalman(kal.smooth(test.media, test.controls, test.sales), test, 0.0)
+    sc = ex.score_paths(est, test)
+    assert sc["corr_pooled"] > 0.6 and sc["mape_sales"] < 0.02
+    assert 0.8 < sc["coverage90"] < 0.99
+
+
+# ----------------------------------------------------------------------------- diffusion
+def test_cosine_schedule_is_monotone_from_one_to_zero():
+    ab = cosine_schedule(100)
+    assert ab.shape == (100,) and (ab.diff() < 0).all()
+    assert 0.99 < float(ab[0]) <= 1.0 and float(ab[-1]) < 1e-3
+
+
+def test_projection_is_the_linearised_gaussian_update(worlds):
+    train, test = worlds
+    sc = TVCScaler.fit(train)
+    v = torch.as_tensor(sc.encode(test))[:2] + 0.3
+    m, z = torch.as_tensor(test.media[:2]).float(), torch.as_tensor(test.controls[:2]).float()
+    y = torch.as_tensor(test.sales[:2]).float()
+    before = (y - _sales(sc, v, m, z)).abs().mean()
+    after_weak = (y - _sales(sc, project_sales(sc, v, m, z, y, 1e-6), m, z)).abs().mean()
+    after = (y - _sales(sc, project_sales(sc, v, m, z, y, 10.0), m, z)).abs().mean()
+    assert float(after) < 0.1 * float(before)  # a vague prior lets the data win
+    assert abs(float(after_weak) - float(before)) < 0.01 * float(before)  # a tight prior barely moves
+
+
+def _sales(sc, v, m, z):
+    beta, gamma, base = sc.decode(v)
+    return base + (beta * m).sum(-1) + (gamma * z).sum(-1)
+
+
+def test_scaler_round_trip(worlds):
+    train, test = worlds
+    sc = TVCScaler.fit(train)
+    beta, gamma, base = sc.decode(torch.as_tensor(sc.encode(test)))
+    assert np.allclose(beta.numpy(), test.beta, rtol=1e-4)
+    assert np.allclose(base.numpy(), test.baseline, rtol=1e-4)
+
+
+def test_fit_and_sample_shapes_and_reproducibility(fitted, worlds):
+    _, test = worlds
+    hist = fitted.history
+    assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
+    # auxiliary losses are off for the first quarter, then ramped in
+    assert [fitted._aux_factor(p) for p in (0.0, 0.2, 0.375, 0.5, 0.9)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    a = fitted.sample(test.media[:3], test.controls[:3], test.sales[:3], n_samples=4, seed=3)
+    b = fitted.sample(test.media[:3], test.controls[:3], test.sales[:3], n_samples=4, seed=3)
+    assert a.beta.shape == (3, 4, 40, 5) and (a.beta > 0).all()
+    assert np.array_equal(a.beta, b.beta)
+    d = fitted.sample(test.media[:1], test.controls[:1], test.sales[:1], n_samples=2, method="ddpm", seed=3)
+    assert d.beta.shape == (1, 2, 40, 5) and np.isfinite(d.beta).all()
+    with pytest.raises(ValueError, match="method"):
+        fitted.sample(test.media[:1], test.controls[:1], test.sales[:1], method="euler")
+    with pytest.raises(ValueError, match="trained with 5 channels"):
+        fitted.sample(test.media[:1, :, :4], test.controls[:1], test.sales[:1])
+
+
+def test_projection_makes_samples_reproduce_sales(fitted, worlds):
+    _, test = worlds
+    free = fitted.sample(test.media, test.controls, test.sales, n_samples=4, project=False, seed=0)
+    proj = fitted.sample(test.media, test.controls, test.sales, n_samples=4, project=True, seed=0)
+    mape = [np.mean(np.abs(s.sales(test.media, test.controls).mean(1) - test.sales) / test.sales) for s in (free, proj)]
+    assert mape[1] < mape[0] and mape[1] < 0.03
+
+
+def test_scores_against_known_answers():
+    truth = np.exp(np.random.default_rng(0).normal(size=(4, 30, 2)))
+    cfg = TVCConfig(n_weeks=30, channels=("a", "b"), beta_median=(1.0, 1.0), decay=(0.1, 0.1), on_share=(0.5, 0.5))
+    w = simulate_tvc(cfg, 4, seed=0)
+    w = TVCWorld(cfg, w.spend, w.media, w.controls, w.sales, truth, w.gamma, w.baseline, w.noise_sd)
+    perfect = ex.PathEstimate(truth, lambda q: truth * (0.5 + q), w.sales, 0.0)
+    sc = ex.score_paths(perfect, w)
+    assert sc["corr"] == pytest.approx(1.0) and sc["rel_error"] == 0.0 and sc["mape_sales"] == 0.0
+    assert sc["coverage90"] == 1.0  # truth*(0.55) <= truth <= truth*(1.45)
+    assert np.allclose(ex.path_correlation(-truth, truth), -1.0)
