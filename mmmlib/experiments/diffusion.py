@@ -51,7 +51,9 @@ class DiffusionSettings:
     fit : DiffusionConfig
         The diffusion model (the source's design is the same with ``kalman=False``).
     n_samples : int
-        Sampled paths per test series.
+        Sampled paths per test series for the main model.
+    ablation_samples : int
+        Sampled paths per test series for the ablations (the source's design, no projection).
     ddpm_series : int
         Test series on which the (slower) DDPM sampler is also scored.
     """
@@ -62,6 +64,7 @@ class DiffusionSettings:
     n_test: int
     fit: DiffusionConfig
     n_samples: int = 64
+    ablation_samples: int = 32
     ddpm_series: int = 10
 
     @property
@@ -75,11 +78,11 @@ class DiffusionSettings:
         if profile == "quick":
             return cls(world=TVCConfig(n_weeks=52), n_train=1000, n_valid=200, n_test=20,
                        fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=32,
-                       ddpm_series=4)
+                       ablation_samples=16, ddpm_series=4)
         if profile == "full":
-            return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=60,
-                       fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=12), n_samples=64,
-                       ddpm_series=10)
+            return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=40,
+                       fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=64,
+                       ablation_samples=32, ddpm_series=4)
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 
 

@@ -23,6 +23,13 @@ more weight on high frequencies), ``temporal`` (first and second differences), `
 ``contrib`` (channel contributions against the truth) and ``sign`` (known signs of control
 coefficients). Auxiliary terms are off for the first quarter of training and then ramped in.
 
+**Reading a Kalman smoother** (``kalman=True``, our change). The conditioning also carries the
+posterior mean :math:`m` and standard deviation :math:`s` of every coefficient under the linear
+state-space smoother of :mod:`mmmlib.models.statespace`, and the diffusion runs on the whitened
+residual :math:`(v - m)/s` instead of :math:`v`. Where the smoother is calibrated that residual is
+about standard normal, so the noise schedule works on the scale of the posterior, and the network
+learns only what the Gaussian prior gets wrong (log-normal coefficients, jumps).
+
 **Sales consistency.** At sampling time :math:`\hat v_0` can be projected every few steps onto
 the sales equation: a linearised Gaussian update of each week's coefficients given that week's
 sales residual, with the sales noise variance in the denominator (:func:`project_sales`), so the
@@ -91,7 +98,7 @@ class DiffusionConfig:
         samples are not drowned by the high-noise ones.
     kalman : bool
         Condition on the Kalman smoother's posterior (:class:`~mmmlib.models.statespace.KalmanTVC`)
-        and predict :math:`v_0` as a correction of its mean; ``False`` is the source's design.
+        and diffuse the whitened residual from its mean; ``False`` is the source's design.
     """
 
     d_model: int = 64
@@ -193,24 +200,22 @@ class TVCScaler:
 
 def kalman_features(scaler: TVCScaler, kalman: KalmanTVC, media: np.ndarray, controls: np.ndarray,
                     sales: np.ndarray, chunk: int = 500) -> np.ndarray:
-    """The Kalman smoother's posterior in the model's standardised space, shape (N, T, D + C + K).
+    """The Kalman smoother's posterior in the model's standardised space, shape (N, T, 2 D).
 
     The first :math:`D` columns are the smoothed mean path (log of the media coefficients floored at
-    a tenth of their training median, controls, baseline); the last :math:`C + K` are the log of the
-    posterior standard deviations, on the same scale (delta method for the log).
+    a tenth of their training median, controls, baseline); the last :math:`D` are the log of the
+    posterior standard deviations on the same scale (delta method for the log).
     """
     out = []
     c, k = scaler.n_media, scaler.n_controls
     floor = 0.1 * np.exp(scaler.mean[:c])
-    f = baseline_features(media.shape[1])
     for lo in range(0, media.shape[0], chunk):
         sl = slice(lo, lo + chunk)
         post = kalman.smooth(media[sl], controls[sl], sales[sl])
         beta = np.maximum(post.beta, floor)
-        base = (post.mean[..., c + k:] * f).sum(-1)
-        mean = np.concatenate([np.log(beta), post.gamma, base[..., None]], -1)
-        sd = np.concatenate([post.beta_sd / beta, post.sd[..., c: c + k]], -1)
-        out.append(np.concatenate([(mean - scaler.mean) / scaler.sd, np.log(sd / scaler.sd[: c + k] + 1e-6)], -1))
+        mean = np.concatenate([np.log(beta), post.gamma, post.baseline[..., None]], -1)
+        sd = np.concatenate([post.beta_sd / beta, post.sd[..., c: c + k], post.baseline_sd[..., None]], -1)
+        out.append(np.concatenate([(mean - scaler.mean) / scaler.sd, np.log(sd / scaler.sd + 1e-6)], -1))
     return np.concatenate(out).astype(np.float32)
 
 
@@ -283,7 +288,7 @@ class DualDenoiser(nn.Module):
         d = config.d_model
         self.dim = n_media + n_controls + 1
         self.n_media, self.n_controls = n_media, n_controls
-        self.n_kalman = (self.dim + n_media + n_controls) if config.kalman else 0
+        self.n_kalman = 2 * self.dim if config.kalman else 0
         self.step_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.in_campaign = nn.Linear(self.dim + n_controls + 4 + self.n_kalman, d)
         self.in_channel = nn.Linear(self.dim + n_media + 4 + self.n_kalman, d)
@@ -306,14 +311,15 @@ class DualDenoiser(nn.Module):
             Noisy standardised path.
         k : Tensor, shape (B,)
             Diffusion step of each path.
-        cond : Tensor, shape (B, T, C + K + 4 [+ D + C + K])
+        cond : Tensor, shape (B, T, C + K + 4 [+ 2 D])
             Media, controls, sales, trend and season features (:meth:`TVCScaler.conditioning`),
-            then the Kalman features (:func:`kalman_features`) when the model uses them; the
-            prediction is then a correction of the Kalman mean.
+            then the Kalman features (:func:`kalman_features`) when the model uses them.
 
         Returns
         -------
         v0_hat : Tensor, shape (B, T, D)
+            The clean diffused variable: the standardised path, or its whitened residual from the
+            Kalman mean when the model reads the smoother (see :meth:`TVCDiffusion.to_path`).
         campaign_hat : Tensor, shape (B, T, 2)
             Standardised total media contribution and baseline.
         """
@@ -324,10 +330,7 @@ class DualDenoiser(nn.Module):
         media, rest = cond[..., :c], cond[..., c:]
         h1 = self.campaign(self.in_campaign(torch.cat([vk, rest], -1)) + emb)
         h2 = self.channel(self.in_channel(torch.cat([vk, media, rest[..., kk:]], -1)) + emb, h1)
-        v0 = self.out_channel(h2)
-        if self.n_kalman:
-            v0 = v0 + cond[..., c + kk + 4: c + kk + 4 + self.dim]
-        return v0, self.out_campaign(h1)
+        return self.out_channel(h2), self.out_campaign(h1)
 
 
 @dataclass
@@ -384,11 +387,18 @@ class TVCDiffusion:
 
     def losses(self, v0: torch.Tensor, cond: torch.Tensor, media: torch.Tensor, controls: torch.Tensor,
                sales: torch.Tensor, k: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every loss term for one batch (standardised units), before weighting."""
+        """Every loss term for one batch, before weighting.
+
+        ``v0`` is the standardised true path; the denoising (``channel``) loss is computed on the
+        diffused variable (:meth:`to_diffused`), the others on the path.
+        """
         sc = self.scaler
+        clip = self.config.clip
         ab = self.abar[k][:, None, None]
-        vk = ab.sqrt() * v0 + (1 - ab).sqrt() * noise
-        v_hat, camp_hat = self.net(vk, k, cond)
+        x0 = self.to_diffused(v0, cond).clamp(-clip, clip)
+        xk = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        x_hat, camp_hat = self.net(xk, k, cond)
+        v_hat = self.to_path(x_hat.clamp(-clip, clip), cond)
         beta, gamma, base = sc.decode(v0)
         beta_h, gamma_h, _ = sc.decode(v_hat.clamp(-self.config.clip, self.config.clip))
         contrib, contrib_h = beta * media, beta_h * media
@@ -399,7 +409,7 @@ class TVCDiffusion:
         d1, d1h = v0.diff(dim=1), v_hat.diff(dim=1)
         signs = torch.as_tensor(sc.signs, dtype=torch.float32)
         return {
-            "channel": (self._snr_weight(k)[:, None, None] * (v_hat - v0) ** 2).mean(),
+            "channel": (self._snr_weight(k)[:, None, None] * (x_hat - x0) ** 2).mean(),
             "campaign": ((camp_hat - camp) ** 2).mean(),
             "spectral": (wf * (torch.log1p(f_hat) - torch.log1p(f_true)).abs()).mean(),
             "temporal": ((d1h - d1) ** 2).mean() + ((d1h.diff(dim=1) - d1.diff(dim=1)) ** 2).mean(),
@@ -408,6 +418,28 @@ class TVCDiffusion:
             "contrib": (((contrib_h - contrib) / ys) ** 2).mean(),
             "sign": (torch.relu(-signs * gamma_h) ** 2).mean() / float(np.mean(sc.sd[sc.n_media: -1] ** 2)),
         }
+
+    def _kalman_parts(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kalman mean and standard deviation (standardised path units) from the conditioning."""
+        off = self.scaler.n_media + self.scaler.n_controls + 4
+        d = self.net.dim
+        return cond[..., off: off + d], cond[..., off + d: off + 2 * d].exp()
+
+    def to_diffused(self, v: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The variable the diffusion runs on: the standardised path, or with the Kalman smoother its
+        whitened residual :math:`(v - m_{KF}) / s_{KF}` (about standard normal where the smoother is
+        calibrated, so the noise schedule is on the scale of the posterior, not of the prior)."""
+        if self.kalman is None:
+            return v
+        m, s = self._kalman_parts(cond)
+        return (v - m) / s
+
+    def to_path(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_diffused`."""
+        if self.kalman is None:
+            return x
+        m, s = self._kalman_parts(cond)
+        return m + s * x
 
     def fit(self, train: TVCWorld, valid: TVCWorld | None = None, seed: int = 0, progress: bool = False) -> TVCDiffusion:
         """Train on simulated series (their true paths are the denoising targets).
@@ -504,7 +536,8 @@ class TVCDiffusion:
         """Channel loss on validation series at 8 fixed steps and fixed noise (comparable across epochs)."""
         self.net.eval()
         gen = torch.Generator().manual_seed(12345)
-        v0, cond = val[0][:256], val[1][:256]
+        cond = val[1][:256]
+        v0 = self.to_diffused(val[0][:256], cond).clamp(-self.config.clip, self.config.clip)
         out = []
         for k_ in torch.linspace(0, self.config.steps - 1, 8).long():
             k = torch.full((v0.shape[0],), int(k_))
@@ -587,7 +620,8 @@ class TVCDiffusion:
             kk = torch.full((b,), k, dtype=torch.long)
             v0 = self.net(v, kk, cond)[0].clamp(-c.clip, c.clip)
             if project and c.project_every and (i % c.project_every == 0 or i == len(ks) - 1):
-                v0 = project_sales(self.scaler, v0, media, controls, sales, c.project_var)
+                path = project_sales(self.scaler, self.to_path(v0, cond), media, controls, sales, c.project_var)
+                v0 = self.to_diffused(path, cond)
             if i == len(ks) - 1:
                 break
             ab = self.abar[k]
@@ -601,4 +635,4 @@ class TVCDiffusion:
                 mean = (ab_prev.sqrt() * beta_k / (1 - ab)) * v0 + ((1 - beta_k).sqrt() * (1 - ab_prev) / (1 - ab)) * v
                 var = beta_k * (1 - ab_prev) / (1 - ab)
                 v = mean + var.sqrt() * torch.randn(v.shape, generator=gen)
-        return v0
+        return self.to_path(v0, cond)

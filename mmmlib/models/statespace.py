@@ -39,12 +39,16 @@ class TVCPosterior:
         Smoothed mean and standard deviation of (media, control, baseline coefficients).
     n_media, n_controls : int
         How the last axis splits.
+    baseline, baseline_sd : ndarray, shape (N, T)
+        Posterior mean and standard deviation of the baseline path (level, trend, season).
     """
 
     mean: np.ndarray
     sd: np.ndarray
     n_media: int
     n_controls: int
+    baseline: np.ndarray | None = None
+    baseline_sd: np.ndarray | None = None
 
     @property
     def beta(self) -> np.ndarray:
@@ -157,4 +161,8 @@ class KalmanTVC:
             ms[:, w] = mf[:, w] + np.einsum("nij,nj->ni", j, ms[:, w + 1] - mp[:, w + 1])
             ps[:, w] = pf[:, w] + j @ (ps[:, w + 1] - pp[:, w + 1]) @ np.swapaxes(j, 1, 2)
         sd = np.sqrt(np.clip(np.einsum("ntii->nti", ps), 0.0, None))
-        return TVCPosterior(mean=ms, sd=sd, n_media=c, n_controls=k)
+        fb = baseline_features(t)
+        base = (ms[..., c + k:] * fb).sum(-1)
+        base_var = np.einsum("ti,ntij,tj->nt", fb, ps[..., c + k:, c + k:], fb)
+        return TVCPosterior(mean=ms, sd=sd, n_media=c, n_controls=k, baseline=base,
+                            baseline_sd=np.sqrt(np.clip(base_var, 0.0, None)))
