@@ -1,0 +1,39 @@
+"""Wall time of every chapter at the quick profile (the full-profile times are in book/results/).
+
+    python benchmarks/bench_book.py [--out benchmarks/results/book_quick.json]
+
+Executes each chapter of ``_toc.yml`` with ``profile=quick`` and ``seed=0`` into a temporary
+folder, one after another (never two at once on a 2-core machine), and records the elapsed
+wall time of each, kernel start included, with the hardware and versions. Chapter 6 reads
+this file for the book's runtime table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from mmmlib.book import Project, execute_chapter
+from mmmlib.results import atomic_write_text, repo_root, versions
+from mmmlib.runtime import hardware_summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/book_quick.json"))
+    args = parser.parse_args()
+    project = Project(repo_root())
+    quick: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-book-") as tmp:
+        for chapter in project.chapters():
+            meta = execute_chapter(project, chapter, {"profile": "quick", "seed": 0}, out_dir=Path(tmp))
+            quick[chapter.name] = round(meta["elapsed_s"], 1)
+    doc = {"quick_s": quick, "hardware": hardware_summary(threads=2), "versions": versions()}
+    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(quick, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Tests of Chapter 6: the scoreboard's worlds, scores, sweeps and command line."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmmlib import benchmark as bm
+from mmmlib.data import MediaDataset
+from mmmlib.simulate.media import easy_world
+from mmmlib.simulate.suite import WORLDS, SuiteWorld, make_world, tvc_multipliers
+
+TINY = bm.SweepSettings(worlds=("easy", "funnel"), seeds=2, methods=("regression",), workers=2)
+
+
+@pytest.fixture(scope="module")
+def worlds() -> dict[str, SuiteWorld]:
+    return {w: make_world(w, seed=3) for w in WORLDS}
+
+
+def test_worlds_share_one_interface(worlds):
+    for name, w in worlds.items():
+        assert w.name == name and w.data.name == name
+        assert w.roi.index.tolist() == list(w.channels) == w.share.index.tolist()
+        assert np.isclose(w.share.sum(), 1.0)
+        assert (w.roi > 0).all() and w.current.shape == (len(w.channels),)
+        train, test = w.split()
+        assert train.n_times == w.train_weeks and test.n_times == w.holdout_weeks == 13
+        assert w.response(1.2 * w.current) > w.response(w.current) > w.response(0.8 * w.current)
+
+
+def test_time_varying_world_adds_the_multiplied_contributions(worlds):
+    tv, base = worlds["time_varying"], easy_world(seed=3)
+    contrib = base.truth.contributions.to_numpy()
+    rng = np.random.default_rng([3, 6])
+    m = tvc_multipliers(rng, 156, 4, tv.train_weeks)
+    assert np.allclose(m[: tv.train_weeks].mean(axis=0), 1.0)
+    extra = tv.data.frame["sales"].to_numpy() - base.data.frame["sales"].to_numpy()
+    assert np.allclose(extra, (contrib * (m - 1.0)).sum(axis=1))
+    spend = base.truth.spend.to_numpy()[: tv.train_weeks].sum(axis=0)
+    assert np.allclose(tv.roi.to_numpy(), (contrib * m)[: tv.train_weeks].sum(axis=0) / spend)
+    # log-OU steps have the chapter-5 volatility
+    steps = np.diff(np.log(tvc_multipliers(np.random.default_rng(0), 5000, 2, 5000)), axis=0)
+    assert steps.std() == pytest.approx(0.12, rel=0.05)
+
+
+def test_funnel_world_sums_days_into_weeks(worlds):
+    f = worlds["funnel"]
+    daily = f.native.conversions.to_numpy().sum(axis=1)
+    assert np.allclose(f.data.frame["sales"].to_numpy(), daily.reshape(-1, 7).sum(axis=1))
+    assert np.allclose(f.data.spend_array().reshape(104, -1), f.native.spend.to_numpy().reshape(-1, 7, 4).sum(axis=1))
+    # removing a channel's spend (and TV's spillover) costs more than the funnel ever adds linearly
+    assert f.roi.min() > 0
+
+
+def test_make_world_rejects_bad_names():
+    with pytest.raises(ValueError, match="world must be one of"):
+        make_world("hard")
+    with pytest.raises(ValueError, match="holdout_weeks"):
+        make_world("easy", holdout_weeks=0)
+
+
+def _linear_world(noise: float) -> SuiteWorld:
+    """Sales exactly linear in spend (plus an intercept): ROI is the slope."""
+    rng = np.random.default_rng(0)
+    n, roi = 120, np.array([2.0, 0.5])
+    spend = rng.uniform(5, 15, size=(n, 2))
+    sales = 50 + spend @ roi + noise * rng.normal(size=n)
+    frame = pd.DataFrame({"date": pd.date_range("2023-01-02", periods=n, freq="7D"),
+                          "spend_a": spend[:, 0], "spend_b": spend[:, 1], "sales": sales})
+    data = MediaDataset(frame, "date", ("spend_a", "spend_b"), ("spend_a", "spend_b"), "sales",
+                        channels=("a", "b"), name="easy")
+    contrib = roi * spend[:107].sum(axis=0)
+    idx = pd.Index(["a", "b"], name="channel")
+    return SuiteWorld("easy", 0, data, 13, pd.Series(roi, idx), pd.Series(contrib / contrib.sum(), idx),
+                      lambda s: float(np.dot(roi, s)), spend[:107].mean(axis=0), None)
+
+
+def test_regression_recovers_a_linear_world():
+    world = _linear_world(noise=0.0)
+    fit = bm.fit_method("regression", world, bm.SweepSettings())
+    assert np.allclose(fit.roi, [2.0, 0.5])
+    s = bm.score(fit, world)
+    assert s["roi_mape"] < 1e-8 and s["holdout_mape"] < 1e-8 and s["share_mae"] < 1e-8
+    assert s["regret"] == pytest.approx(0.0, abs=1e-6)
+    noisy = bm.score(bm.fit_method("regression", _linear_world(noise=2.0), bm.SweepSettings()), _linear_world(2.0))
+    assert noisy["roi_coverage"] == 1.0 and 0 < noisy["roi_mape"] < 0.1
+
+
+def test_score_penalises_a_wrong_budget():
+    world = _linear_world(noise=0.0)
+    fit = bm.fit_method("regression", world, bm.SweepSettings())
+    backwards = replace(fit, response=lambda s: float(np.dot([0.5, 2.0], s)), roi_lo=None, roi_hi=None)
+    s = bm.score(backwards, world)
+    assert s["regret"] == pytest.approx(2.0)  # moves the whole range the wrong way
+    assert np.isnan(s["roi_coverage"])
+
+
+def test_tasks_and_applicability():
+    tasks = bm.make_tasks(bm.PROFILES["full"])
+    assert len(tasks) == 4 * 5 * 4 + 5  # four weekly methods everywhere, the funnel model once
+    assert not bm.applies("funnel", "easy") and bm.applies("funnel", "funnel")
+    with pytest.raises(ValueError, match="method must be one of"):
+        bm.applies("prophet", "easy")
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        bm.SweepSettings(seeds=0)
+    with pytest.raises(ValueError, match="worlds must be among"):
+        bm.SweepSettings(worlds=("moon",))
+    with pytest.raises(ValueError, match="does not apply"):
+        bm.fit_method("funnel", make_world("easy"), bm.SweepSettings())
+
+
+def test_sweep_is_the_same_inline_and_in_processes():
+    tasks = bm.make_tasks(TINY)
+    inline = bm.run_sweep(tasks, bm.InlineExecutor(), progress=False)
+    pooled = bm.run_sweep(tasks, progress=False)  # default: two spawned processes
+    cols = ["world", "seed", "method", "roi_mape", "share_mae", "roi_coverage", "holdout_mape", "regret"]
+    pd.testing.assert_frame_equal(inline[cols], pooled[cols])
+    assert (pooled["peak_rss_mb"] > 50).all()
+    board = bm.scoreboard(pooled)
+    assert board.loc[("easy", "regression"), ("roi_mape", "mean")] == pytest.approx(
+        inline.query("world == 'easy'")["roi_mape"].mean())
+    assert board.loc[("funnel", "regression"), "seeds"] == 2
+
+
+def test_failing_task_names_itself():
+    bad = bm.Task("easy", 0, "regression", replace(bm.SweepSettings(), bounds_pct=0.3, holdout_weeks=13))
+    object.__setattr__(bad, "world", "moon")
+    with pytest.raises(RuntimeError, match="regression on moon"):
+        bm.run_task(bad)
+
+
+def test_finite_draws_drops_overflowed_draws():
+    class Fitted:
+        samples_ = {"roi": torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]),
+                    "coef_media": torch.tensor([[0.1, 0.2], [float("inf"), 0.2], [0.3, 0.4]])}
+
+    mmm = Fitted()
+    assert bm.finite_draws(mmm) == 1
+    assert mmm.samples_["roi"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert bm.finite_draws(mmm) == 0
+
+
+def test_roi_prior_matches_chapter_one_on_its_worlds():
+    mu, sigma = bm.roi_prior(make_world("easy").split()[0])
+    assert mu == pytest.approx(0.2, abs=0.1) and sigma == 0.9
+
+
+def test_executor_from_rejects_unknown_specs():
+    with pytest.raises(ValueError, match="executor must be"):
+        bm.executor_from("slurm")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        bm.executor_from("local", workers=0)
+
+
+def test_cli_writes_scores_or_fails_cleanly(tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    assert bm.main(["--worlds", "moon", "--out", str(out)]) == 2
+    assert "worlds must be among" in capsys.readouterr().err and not out.exists()
+    code = bm.main(["--worlds", "easy", "--methods", "regression", "--seeds", "2", "--executor", "inline",
+                    "--out", str(out)])
+    assert code == 0
+    rows = pd.read_csv(out)
+    assert rows.shape[0] == 2 and set(rows["method"]) == {"regression"}
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+
+
+# ------------------------------------------------------------ chapter helpers
+def _rows() -> pd.DataFrame:
+    """Three methods on one world and two seeds, with scores chosen by hand."""
+    return pd.DataFrame({
+        "world": ["easy"] * 6, "seed": [0, 0, 0, 1, 1, 1],
+        "method": ["regression", "lightweightmmm", "deepcausal"] * 2,
+        "roi_mape": [1.0, 0.3, 0.5, 0.9, 0.2, 0.6], "share_mae": [0.1] * 6,
+        "roi_coverage": [0.5, 0.75, np.nan, 0.25, 1.0, np.nan],
+        "holdout_mape": [0.09, 0.05, 0.04, 0.08, 0.05, 0.03], "regret": [0.5, 0.1, 0.2, 0.4, 0.1, 0.3],
+        "seconds": [0.01, 2.0, 20.0] * 2, "peak_rss_mb": [300.0, 900.0, 600.0] * 2,
+    })
+
+
+def test_best_by_world_and_forecast_selection():
+    from mmmlib.experiments import scoreboard as ex
+
+    board = bm.scoreboard(_rows())
+    assert ex.best_by_world(board, "roi_mape")["easy"] == "lightweightmmm"
+    assert ex.best_by_world(board, "holdout_mape")["easy"] == "deepcausal"
+    assert ex.best_by_world(board, "roi_coverage")["easy"] == "lightweightmmm"  # 0.875 is nearest 0.9
+    check = ex.holdout_vs_roi(_rows())
+    assert check["cases"] == 2 and check["picks_best"] == 0.0
+    assert check["median_rho"] == pytest.approx(0.5)
+
+
+def test_record_scoreboard_glues_every_cell(tmp_path):
+    from mmmlib.experiments import scoreboard as ex
+    from mmmlib.results import Recorder
+    from mmmlib.runtime import setup
+
+    rec = Recorder("06_scoreboard", {}, setup(0), tmp_path, glue=False)
+    n = ex.record_scoreboard(rec, bm.scoreboard(_rows()))
+    assert n == 5 * len(WORLDS) * len(bm.METHODS) == len(rec.results)
+    r = rec.results
+    assert r["ch06.roi_mape.easy.lightweightmmm"].value == pytest.approx(0.25)
+    assert r["ch06.roi_coverage.easy.deepcausal"].value == "none"
+    assert r["ch06.regret.easy.funnel"].value == "n/a"  # does not apply
+    assert r["ch06.regret.funnel.regression"].value == "n/a"  # not in this sweep
+
+
+def test_book_runtimes_reads_full_runs_and_skips_its_own(tmp_path):
+    import json
+
+    from mmmlib.experiments import scoreboard as ex
+
+    def write(name, profile, seconds):
+        doc = {"chapter": name, "provenance": {"parameters": {"profile": profile}, "wall_time_s": seconds,
+                                               "hardware": {"cores": 2, "gpu": "none"}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+
+    write("00_worlds", "full", 60.0)
+    write("01_baselines", "quick", 5.0)  # not a full run: not a full time
+    write("06_scoreboard", "full", 600.0)
+    quick = tmp_path / "quick.json"
+    quick.write_text(json.dumps({"quick_s": {"00_worlds": 12.0, "06_scoreboard": 70.0}}))
+    table = ex.book_runtimes(tmp_path, quick, exclude="06_scoreboard")
+    assert table.loc["00_worlds", "full_s"] == 60.0 and table.loc["00_worlds", "quick_s"] == 12.0
+    assert np.isnan(table.loc["06_scoreboard", "full_s"]) and table.loc["06_scoreboard", "quick_s"] == 70.0
+    assert "01_baselines" not in table.index
