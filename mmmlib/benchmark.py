@@ -41,7 +41,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -612,11 +612,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(rows)} tasks in {time.perf_counter() - start:.0f} s -> {args.out}")
     print(scoreboard(rows).xs("mean", axis=1, level=1).round(3).to_string())
     return 0
-
-
-def settings_dict(settings: SweepSettings) -> dict[str, Any]:
-    """The settings as plain values (for provenance)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
 
 
 if __name__ == "__main__":  # pragma: no cover
