@@ -126,8 +126,9 @@ def holdout_vs_roi(rows: pd.DataFrame) -> dict[str, float]:
 
 
 def book_runtimes(results_dir: str | Path, quick_file: str | Path, exclude: str = "") -> pd.DataFrame:
-    """Wall time of every executed chapter: the full profile from its results file, the quick
-    profile from ``quick_file`` (written by ``benchmarks/bench_book.py``; missing: not measured).
+    """Wall time of every executed chapter, first cell to last: the full profile from its results
+    file, the quick profile from ``quick_file`` (written by ``benchmarks/bench_book.py``; missing:
+    not measured).
 
     Both files become inputs of the chapter that reads them (a new timing makes it stale), so
     the reading chapter ``exclude`` s its own results file.
