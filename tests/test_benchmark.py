@@ -228,3 +228,19 @@ def test_book_runtimes_reads_full_runs_and_skips_its_own(tmp_path):
     assert table.loc["00_worlds", "full_s"] == 60.0 and table.loc["00_worlds", "quick_s"] == 12.0
     assert np.isnan(table.loc["06_scoreboard", "full_s"]) and table.loc["06_scoreboard", "quick_s"] == 70.0
     assert "01_baselines" not in table.index
+
+
+def test_funnel_response_is_the_steady_state():
+    """With no media effect the funnel settles where A = keep A + M p_ua; a week converts
+    7 (1 - lambda) p_ac A* plus the organic base."""
+    from mmmlib.simulate.suite import funnel_weekly_response
+
+    w = make_world("funnel", seed=0).native
+    p = replace(w.truth, beta_ua=np.zeros_like(w.truth.beta_ua), beta_ac=np.zeros_like(w.truth.beta_ac))
+    resp = funnel_weekly_response(p, w.true_mask, w.sizes, np.ones(4), w.config.initial_active)
+    sig = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
+    p_ua, p_ac, lam = sig(p.alpha_ua), sig(p.alpha_ac), p.forget
+    keep = (1 - lam) * (1 - p_ac)
+    active = w.sizes * p_ua / (1 - keep + p_ua)
+    expected = 7 * ((1 - lam) * p_ac * active).sum() + 7 * p.base.sum()
+    assert resp(np.full(4, 5.0)) == pytest.approx(expected, rel=1e-6)

@@ -169,7 +169,7 @@ def funnel_weekly_response(
         with torch.no_grad():
             pressure = media_pressure(x, p["hill_k"], p["hill_slope"], p["spillover"], p["spill_decay"])
             conv, _ = funnel(p, pressure, sizes_t, mask, initial_active)
-        return float(conv[:, -28:].sum(axis=0).mean() * 7.0 / 4.0 + 7.0 * base)
+        return float(7.0 * (conv[:, -28:].sum(axis=0).mean() + base))  # mean day of the last 4 weeks
 
     return response
 
