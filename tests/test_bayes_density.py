@@ -86,13 +86,23 @@ def test_geometric_scan_is_adstock_and_its_derivative():
     np.testing.assert_allclose(b[1:, 0], x[:-1, 0], rtol=1e-5)  # d/dlam at 0 is the previous input
 
 
-def test_toeplitz_and_scan_paths_agree(world):
-    _, d = _density(world, "hill_adstock", "cost")
-    lam = np.array([0.2, 0.5, 0.7, 0.9])
-    a1, b1 = d._adstock_and_derivative(lam)
-    a2, b2 = geometric_scan(d.x, lam)
-    np.testing.assert_allclose(a1, a2, rtol=1e-10)
-    np.testing.assert_allclose(b1, b2, rtol=1e-9, atol=1e-12)
+@pytest.mark.parametrize("model", MODELS)
+def test_channel_off_in_the_first_weeks(world, model):
+    """Before a channel's first spend its transformed media is 0 (log -inf): the density
+    and its gradient stay finite and right."""
+    _, d = _density(world, model, "roi")
+    media = d.x.copy()
+    media[:6, 1] = 0.0
+    off = NationalDensity(model, media, d.z_ctrl, d.seasonal, d.t, d.y, d.cost, media_prior="roi",
+                          roi_units=d.roi_units, roi_prior=d.roi_prior)
+    z = np.random.default_rng(2).normal(scale=0.5, size=off.dim)
+    lp, grad = off(z)
+    fd = np.array([(off(z + 1e-6 * e)[0] - off(z - 1e-6 * e)[0]) / 2e-6 for e in np.eye(off.dim)])
+    assert np.isfinite(lp)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
+    f, log_f, _ = off._media(off._constrain_one(z))
+    assert np.all(f[:6, 1] == 0.0) and np.all(np.isneginf(log_f[:6, 1]))
+    assert np.all(f[6:, 1] > 0.0)
 
 
 def test_constrain_unconstrain_round_trip(world):

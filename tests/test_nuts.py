@@ -86,3 +86,23 @@ def test_bad_arguments():
         sample_nuts(Gaussian(2), np.zeros(2), 10, 10, target_accept_prob=1.5)
     with pytest.raises(ValueError, match="not finite"):
         sample_nuts(lambda z: (float("nan"), z), np.zeros(2), 10, 10, chains=1, processes=1)
+    with pytest.raises(ValueError, match="initial points"):
+        sample_nuts(Gaussian(2), np.zeros((3, 2)), 10, 10, chains=2, processes=1)
+    with pytest.raises(ValueError, match="init_inverse_mass"):
+        sample_nuts(Gaussian(2), np.zeros(2), 10, 10, chains=1, processes=1, init_inverse_mass=np.eye(3))
+
+
+def test_per_chain_starts_and_an_initial_metric():
+    """Chains start at their own points (e.g. draws of a VI fit) and warm up from a given
+    metric; the draws still have the target's moments."""
+    target = Gaussian(3)
+    starts = target.mean + np.array([[30.0, -30.0, 0.0], [-30.0, 30.0, 0.0]])
+    first = sample_nuts(target, starts, 0, 1, chains=2, seed=3, processes=1, init_jitter=0.0,
+                        init_inverse_mass=target.cov)
+    assert first.draws[0, 0, 0] > first.draws[1, 0, 0]  # one step from opposite starts
+    res = sample_nuts(target, starts, 300, 2000, chains=2, seed=3, processes=1, dense_mass=True,
+                      init_inverse_mass=target.cov, init_jitter=0.0)
+    draws = res.draws.reshape(-1, 3)
+    np.testing.assert_allclose(draws.mean(axis=0), target.mean, atol=0.25)
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), target.cov, atol=0.25 * target.cov.max())
+    assert res.num_divergent == 0

@@ -46,32 +46,44 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
+
+try:  # lfilter's C kernel: lfilter itself spends ~15 µs per call on argument handling, 4x the filter
+    from scipy.signal._sigtools import _linear_filter
+except ImportError:  # pragma: no cover - a SciPy without the private kernel
+    _linear_filter = None
 
 __all__ = ["NationalDensity", "CARRYOVER_LAGS", "geometric_scan"]
 
 CARRYOVER_LAGS = 13
-TOEPLITZ_MAX_T = 520  # longer series use the O(T log T) scan instead of the O(T^2) product
+_ONE = np.ones(1)
 
 
 def geometric_scan(x: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Un-normalised adstock and its derivative in :math:`\lambda`, by a doubling scan.
+    r"""Un-normalised adstock and its derivative in :math:`\lambda`, by a recursive filter.
 
     :math:`a_t = x_t + \lambda a_{t-1}` and :math:`b_t = \partial a_t / \partial\lambda
-    = \sum_i i \lambda^{i-1} x_{t-i}`, both ``(T, C)``, in :math:`\lceil\log_2 T\rceil`
-    vectorised steps (Hillis–Steele: after the step with offset :math:`k` every
-    :math:`a_t` holds the terms :math:`i < 2k`).
+    = \sum_i i \lambda^{i-1} x_{t-i}`, both ``(T, C)``. With :math:`H = 1/(1-\lambda z^{-1})`,
+    :math:`a = Hx` and :math:`b = z^{-1}H^2x`, so one second-order IIR filter per channel,
+    :math:`y = H^2 x` (:func:`scipy.signal.lfilter`, a C loop over time), gives both:
+    :math:`b = z^{-1}y` and :math:`a = y - \lambda b`.
     """
-    a = np.array(x, dtype=np.float64, copy=True)
-    b = np.zeros_like(a)
-    power, d_power, k = np.asarray(lam, dtype=np.float64), np.ones_like(lam, dtype=np.float64), 1
-    T = a.shape[0]
-    while k < T:
-        b[k:] = b[k:] + power * b[:-k] + d_power * a[:-k]  # uses a before this step's update
-        a[k:] = a[k:] + power * a[:-k]
-        d_power = 2.0 * power * d_power
-        power = power * power
-        k *= 2
-    return a, b
+    return _adstock_rows(np.ascontiguousarray(np.asarray(x, dtype=np.float64).T), lam)
+
+
+def _adstock_rows(x_rows: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`geometric_scan` of channel-major media ``(C, T)`` (contiguous rows: the
+    filter is 2-3 times slower on strided columns); returns ``(T, C)`` arrays."""
+    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+    y = np.empty_like(x_rows)
+    for c in range(x_rows.shape[0]):
+        lc = float(lam[c])
+        den = np.array([1.0, -2.0 * lc, lc * lc])
+        y[c] = lfilter(_ONE, den, x_rows[c]) if _linear_filter is None else _linear_filter(_ONE, den, x_rows[c], -1)
+    b = np.zeros_like(y)
+    b[:, 1:] = y[:, :-1]
+    a = y - lam[:, None] * b
+    return a.T, b.T
 
 
 def _sigmoid(u: np.ndarray) -> np.ndarray:
@@ -91,6 +103,9 @@ def _log_sigmoid_jacobian(u):
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
+
+
+_SCALARS = frozenset({"intercept", "coef_trend", "expo_trend", "sigma"})
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ class NationalDensity:
             raise ValueError("ROI coordinates need roi_units (total spend over the mean target)")
         self.model = model
         self.x = np.ascontiguousarray(media, dtype=np.float64)
+        self.x_rows = np.ascontiguousarray(self.x.T)
         self.z_ctrl = np.asarray(controls, dtype=np.float64).reshape(len(self.x), -1)
         self.seasonal = np.asarray(seasonal, dtype=np.float64).reshape(len(self.x), -1)
         self.t = np.asarray(t_index, dtype=np.float64)
@@ -169,17 +185,20 @@ class NationalDensity:
         T, C = self.x.shape
         self.T, self.C = T, C
         self.log_t = np.where(self.t > 0, np.log(np.where(self.t > 0, self.t, 1.0)), 0.0)
-        self.x_toeplitz = None
-        if model != "carryover" and T <= TOEPLITZ_MAX_T:
-            # x_toeplitz[c, t, k] = x[t - k, c]: adstock is then one batched matrix product
-            lag = np.arange(T)[:, None] - np.arange(T)[None, :]
-            self.x_toeplitz = np.ascontiguousarray(np.where(lag[None] >= 0, self.x.T[:, np.clip(lag, 0, None)], 0.0))
-            self.k = np.arange(T, dtype=np.float64)[:, None]
         if model == "carryover":  # lagged media (L, T, C), zero before the first period
             L = CARRYOVER_LAGS
             padded = np.concatenate([np.zeros((L - 1, C)), self.x])
             self.x_lag = np.stack([padded[L - 1 - lag : L - 1 - lag + T] for lag in range(L)])
             self.lags = np.arange(L, dtype=np.float64)[:, None]
+        # Where the transformed media is positive, for every parameter value in the open
+        # support (media >= 0): from a channel's first spend on for adstock, within the
+        # window of the last spend for carryover.
+        if model == "carryover":
+            on = self.x_lag.sum(axis=0) > 0
+        else:
+            on = np.maximum.accumulate(self.x > 0, axis=0)
+        self._off = (~on).astype(np.float64)
+        self._log_on = np.where(on, 0.0, -np.inf)
         transform_sites = {
             "adstock": ("lag_weight", "exponent"),
             "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
@@ -200,29 +219,89 @@ class NationalDensity:
             self.slices[s.name] = slice(i, i + s.size)
             i += s.size
         self.dim = i
+        self._prior_groups()
+        linear = [self.slices[n] for n in ("gamma_seasonality", "coef_extra") if n in self.slices]
+        self._linear = slice(linear[0].start, linear[-1].stop) if linear else None
+        self._design = np.ascontiguousarray(np.concatenate([self.seasonal, self.z_ctrl], axis=1))
+        self._t_pos = (self.t > 0).astype(np.float64)
+
+    def _prior_groups(self) -> None:
+        r"""Index every coordinate by the form of its prior on the unconstrained scale, so
+        that the priors and their gradients are three vectorised expressions.
+
+        - log-transformed sites: :math:`u - q e^{2u} - l e^{u}` (half-normal with scale
+          :math:`s`: :math:`q = 1/2s^2, l = 0`; Gamma(1, 1): :math:`q = 0, l = 1`);
+        - logit-transformed Beta(:math:`\alpha, \beta`) sites (the Jacobian included):
+          :math:`\alpha \log\sigma(u) + \beta \log(1-\sigma(u))`;
+        - identity sites, Normal(:math:`\mu, s`).
+
+        Log ROI is log-transformed without a Jacobian: under the ROI prior its normal prior is
+        in the identity group too; under a cost or flat prior the density adds the half-normal
+        prior on the coefficient it implies.
+        """
+        half_normal = {"intercept": 2.0, "peak_effect_delay": 2.0, "coef_media": self.cost}
+        gamma = ("sigma", "half_max_effective_concentration", "slope")
+        beta = {"expo_trend": (1.0, 1.0), "lag_weight": (2.0, 1.0), "exponent": (9.0, 1.0),
+                "ad_effect_retention_rate": (1.0, 1.0)}
+        normal = {"coef_trend": (0.0, 1.0), "gamma_seasonality": (0.0, 1.0), "coef_extra": (0.0, 1.0)}
+        log_idx, log_q, log_l, log_jac, logit_idx, logit_a, logit_b, id_idx, id_mu, id_prec = ([] for _ in range(10))
+        self._where: dict[str, tuple[str, slice]] = {}  # site -> (group, slice in the group)
+        for site in self.sites:
+            idx = list(np.arange(self.dim)[self.slices[site.name]])
+            n = site.size
+            if site.name in half_normal or site.name in gamma or site.name == "roi":
+                # log ROI under a cost/flat prior: the half-normal on beta is added in the density
+                self._where[site.name] = ("log", slice(len(log_idx), len(log_idx) + n))
+                log_idx += idx
+                scale = half_normal.get(site.name)
+                log_q += list(np.broadcast_to(0.0 if scale is None else 0.5 / np.asarray(scale) ** 2, n))
+                log_l += [1.0 if site.name in gamma else 0.0] * n
+                log_jac += [0.0 if site.name == "roi" else 1.0] * n
+                if site.name == "roi" and self.media_prior == "roi":  # normal on log ROI, no Jacobian
+                    id_idx += idx
+                    id_mu += [self.roi_prior[0]] * n
+                    id_prec += [1.0 / self.roi_prior[1] ** 2] * n
+            elif site.name in beta:
+                self._where[site.name] = ("logit", slice(len(logit_idx), len(logit_idx) + n))
+                logit_idx += idx
+                logit_a += [beta[site.name][0]] * n
+                logit_b += [beta[site.name][1]] * n
+            else:
+                self._where[site.name] = ("id", slice(len(id_idx), len(id_idx) + n))
+                id_idx += idx
+                mu, sd = normal[site.name]
+                id_mu += [mu] * n
+                id_prec += [1.0 / sd**2] * n
+        self._log_idx, self._log_q, self._log_l = np.array(log_idx, dtype=np.intp), np.array(log_q), np.array(log_l)
+        self._log_jac = np.array(log_jac)
+        self._logit_idx = np.array(logit_idx, dtype=np.intp)
+        self._logit_a, self._logit_ab = np.array(logit_a), np.array(logit_a) + np.array(logit_b)
+        self._logit_b = np.array(logit_b)
+        self._id_idx, self._id_mu, self._id_prec = np.array(id_idx, dtype=np.intp), np.array(id_mu), np.array(id_prec)
 
     # ------------------------------------------------------------ transforms
     def _constrain_one(self, z: np.ndarray) -> dict[str, np.ndarray]:
         """Constrained values of one unconstrained vector (scalars as 0-d arrays)."""
-        s = self.slices
-        p = {
-            "intercept": np.exp(z[s["intercept"]][0]),
-            "coef_trend": z[s["coef_trend"]][0],
-            "expo_trend": 0.5 + _sigmoid(z[s["expo_trend"]][0]),
-            "sigma": np.exp(z[s["sigma"]][0]),
-        }
-        for name in ("gamma_seasonality", "coef_extra"):
-            if name in s:
-                p[name] = z[s[name]]
-        for name in ("lag_weight", "exponent", "ad_effect_retention_rate"):
-            if name in s:
-                p[name] = _sigmoid(z[s[name]])
-                p["_log_" + name] = _log_sigmoid(z[s[name]])  # exact even where the sigmoid underflows
-        for name in ("half_max_effective_concentration", "slope", "peak_effect_delay", "coef_media", "roi"):
-            if name in s:
-                p[name] = np.exp(z[s[name]])
-                p["_log_" + name] = z[s[name]]
-        return p
+        return self._constrain_groups(z)[0]
+
+    def _constrain_groups(self, z: np.ndarray):
+        """Constrained values, and the group arrays the priors reuse."""
+        u_log, u_logit = z[self._log_idx], z[self._logit_idx]
+        v_log = np.exp(u_log)
+        log_sig = -np.logaddexp(0.0, -u_logit)  # exact even where the sigmoid underflows
+        sig = np.exp(log_sig)
+        groups = {"log": v_log, "logit": sig, "id": z[self._id_idx]}
+        p: dict[str, np.ndarray] = {}
+        for name, (group, sl) in self._where.items():
+            v = groups[group][sl]
+            if group == "log":
+                p["_log_" + name] = u_log[sl]
+            elif group == "logit":
+                p["_log_" + name] = log_sig[sl]
+            p[name] = v[0] if name in _SCALARS else v
+        if "expo_trend" in p:
+            p["expo_trend"] = 0.5 + p["expo_trend"]
+        return p, (u_log, v_log, u_logit, sig, log_sig)
 
     def unconstrain(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """The unconstrained vector of a dict of constrained values (e.g. prior medians)."""
@@ -281,7 +360,7 @@ class NationalDensity:
         the gradients of the transform's unconstrained parameters."""
         if self.model in ("adstock", "hill_adstock"):
             lam = p["lag_weight"]
-            a, b = self._adstock_and_derivative(lam, p["_log_lag_weight"])
+            a, b = self._adstock_and_derivative(lam)
             A = a * (1.0 - lam)
             dA_dlam = (1.0 - lam) * b - a
         else:
@@ -292,20 +371,21 @@ class NationalDensity:
             sw = w.sum(axis=0)
             W = w / sw
             A = np.einsum("ltc,lc->tc", self.x_lag, W)
-        pos = A > 0
-        logA = np.log(np.where(pos, A, 1.0))
+        # Outside the support (before a channel's first spend) A = 0: log A is set to 0 there,
+        # and log f to -inf by adding the constant log-mask, so no branch per element is needed.
+        A_safe = A + self._off
+        logA = np.log(A_safe)
 
         if self.model == "hill_adstock":
             S = p["slope"]
             q = S * (logA - p["_log_half_max_effective_concentration"])
-            f = np.where(pos, _sigmoid(q), 0.0)
-            log_f = np.where(pos, -np.logaddexp(0.0, -q), -np.inf)
+            log_f = self._log_on - np.logaddexp(0.0, -q)
+            f = np.exp(log_f)
 
             def backward(g_log_f: np.ndarray) -> dict[str, np.ndarray]:
-                g_q = np.where(pos, g_log_f * (1.0 - f), 0.0)
-                g_A = np.where(pos, g_q * S / np.where(pos, A, 1.0), 0.0)
+                g_q = g_log_f * (1.0 - f)  # zero outside the support, where f and its weight are 0
                 return {
-                    "lag_weight": (g_A * dA_dlam).sum(axis=0) * lam * (1.0 - lam),
+                    "lag_weight": ((g_q / A_safe) * dA_dlam).sum(axis=0) * (S * lam * (1.0 - lam)),
                     "half_max_effective_concentration": -S * g_q.sum(axis=0),
                     "slope": (g_q * q).sum(axis=0),
                 }
@@ -313,12 +393,12 @@ class NationalDensity:
             return f, log_f, backward
 
         rho = p["exponent"]
-        log_f = np.where(pos, rho * logA, -np.inf)
+        log_f = self._log_on + rho * logA
         f = np.exp(log_f)
 
         def backward(g_log_f: np.ndarray) -> dict[str, np.ndarray]:
-            g_A = np.where(pos, g_log_f * rho / np.where(pos, A, 1.0), 0.0)
-            grads = {"exponent": np.where(pos, g_log_f * logA, 0.0).sum(axis=0) * rho * (1.0 - rho)}
+            g_A = g_log_f * rho / A_safe
+            grads = {"exponent": (g_log_f * logA).sum(axis=0) * rho * (1.0 - rho)}
             if self.model == "adstock":
                 grads["lag_weight"] = (g_A * dA_dlam).sum(axis=0) * lam * (1.0 - lam)
             else:
@@ -332,16 +412,9 @@ class NationalDensity:
 
         return f, log_f, backward
 
-    def _adstock_and_derivative(self, lam: np.ndarray, log_lam: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _adstock_and_derivative(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Un-normalised adstock and its derivative in lambda, ``(T, C)`` each."""
-        if self.x_toeplitz is None:
-            return geometric_scan(self.x, lam)
-        if log_lam is None:
-            log_lam = np.log(lam)
-        powers = np.exp(self.k * log_lam)  # lam^k
-        d_powers = self.k * np.exp(np.maximum(self.k - 1.0, 0.0) * log_lam)  # k lam^(k-1), 0 at k = 0
-        out = np.matmul(self.x_toeplitz, np.stack([powers.T, d_powers.T], axis=-1))  # (C, T, 2)
-        return out[..., 0].T, out[..., 1].T
+        return _adstock_rows(self.x_rows, lam)
 
     def _roi_beta(self, p: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         f, _, _ = self._media(p)
@@ -357,56 +430,19 @@ class NationalDensity:
 
     def _log_density(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         s = self.slices
-        p = self._constrain_one(z)
+        p, (u_log, v_log, u_logit, sig, log_sig) = self._constrain_groups(z)
         grad = np.zeros(self.dim)
         a, ct, kappa, sigma = p["intercept"], p["coef_trend"], p["expo_trend"], p["sigma"]
-        u_kappa = z[s["expo_trend"]][0]
         sk = kappa - 0.5
-        # priors, with the log-Jacobians of the transforms
-        lp = -0.125 * a * a + z[s["intercept"]][0]  # log a = u
-        grad[s["intercept"]] = -0.25 * a * a + 1.0
-        lp += -0.5 * ct * ct
-        grad[s["coef_trend"]] = -ct
-        lp += _log_sigmoid_jacobian(u_kappa)
-        grad[s["expo_trend"]] = 1.0 - 2.0 * sk
-        lp += -sigma + z[s["sigma"]][0]
-        grad[s["sigma"]] = 1.0 - sigma
-        for name in ("gamma_seasonality", "coef_extra"):
-            if name in s:
-                v = p[name]
-                lp += -0.5 * float(v @ v)
-                grad[s[name]] = -v
-        if "lag_weight" in p:
-            lam = p["lag_weight"]
-            u = z[s["lag_weight"]]
-            lp += float(np.sum(_log_sigmoid(u) + _log_sigmoid_jacobian(u)))
-            grad[s["lag_weight"]] = 2.0 - 3.0 * lam
-        if "exponent" in p:
-            rho = p["exponent"]
-            u = z[s["exponent"]]
-            lp += float(np.sum(8.0 * _log_sigmoid(u) + _log_sigmoid_jacobian(u)))
-            grad[s["exponent"]] = 9.0 - 10.0 * rho
-        for name in ("half_max_effective_concentration", "slope"):
-            if name in p:
-                v = p[name]
-                lp += float(np.sum(-v + z[s[name]]))
-                grad[s[name]] = 1.0 - v
-        if "ad_effect_retention_rate" in p:
-            tau = p["ad_effect_retention_rate"]
-            lp += float(np.sum(_log_sigmoid_jacobian(z[s["ad_effect_retention_rate"]])))
-            grad[s["ad_effect_retention_rate"]] = 1.0 - 2.0 * tau
-            theta = p["peak_effect_delay"]
-            lp += float(np.sum(-0.125 * theta * theta + z[s["peak_effect_delay"]]))
-            grad[s["peak_effect_delay"]] = 1.0 - 0.25 * theta * theta
-        if self.media_prior == "roi":
-            mu0, sd0 = self.roi_prior
-            u = z[s["roi"]]
-            lp += float(np.sum(-0.5 * ((u - mu0) / sd0) ** 2))
-            grad[s["roi"]] = -(u - mu0) / sd0**2
-        elif self.coordinates == "native":
-            beta = p["coef_media"]
-            lp += float(np.sum(-0.5 * (beta / self.cost) ** 2 + z[s["coef_media"]]))
-            grad[s["coef_media"]] = 1.0 - (beta / self.cost) ** 2
+        # priors, with the log-Jacobians of the transforms (see _prior_groups)
+        qv2, lv = self._log_q * v_log * v_log, self._log_l * v_log
+        lp = float(np.sum(self._log_jac * u_log - qv2 - lv))
+        grad[self._log_idx] = self._log_jac - 2.0 * qv2 - lv
+        lp += float(self._logit_a @ log_sig + self._logit_b @ (log_sig - u_logit))
+        grad[self._logit_idx] = self._logit_a - self._logit_ab * sig
+        dev = z[self._id_idx] - self._id_mu
+        lp -= 0.5 * float(dev @ (self._id_prec * dev))
+        grad[self._id_idx] = -self._id_prec * dev
 
         # mean function
         f, log_f, backward = self._media(p)
@@ -429,12 +465,10 @@ class NationalDensity:
         else:
             beta = p["coef_media"]
             media_term = f @ beta
-        trend = np.where(self.t > 0, np.exp(kappa * self.log_t), 0.0)
+        trend = self._t_pos * np.exp(kappa * self.log_t)
         mu = a + ct * trend + media_term
-        if "gamma_seasonality" in p:
-            mu = mu + self.seasonal @ p["gamma_seasonality"]
-        if "coef_extra" in p:
-            mu = mu + self.z_ctrl @ p["coef_extra"]
+        if self._linear is not None:  # seasonality and controls: adjacent sites, one design matrix
+            mu = mu + self._design @ z[self._linear]
         e = self.y - mu
         ss = float(e @ e)
         lp += -self.T * z[s["sigma"]][0] - 0.5 * ss / (sigma * sigma)
@@ -443,10 +477,8 @@ class NationalDensity:
         grad[s["intercept"]] += float(r.sum()) * a
         grad[s["coef_trend"]] += float(r @ trend)
         grad[s["expo_trend"]] += ct * float(r @ (trend * self.log_t)) * sk * (1.0 - sk)
-        if "gamma_seasonality" in p:
-            grad[s["gamma_seasonality"]] += self.seasonal.T @ r
-        if "coef_extra" in p:
-            grad[s["coef_extra"]] += self.z_ctrl.T @ r
+        if self._linear is not None:
+            grad[self._linear] += self._design.T @ r
         if self.coordinates == "roi":
             m = r @ h  # (C,)
             grad[s["roi"]] += scale * m
@@ -456,6 +488,6 @@ class NationalDensity:
             g_log_f = r[:, None] * beta[None, :] * f
         for name, g in backward(g_log_f).items():
             grad[s[name]] += g
-        if not (np.isfinite(lp) and np.all(np.isfinite(grad))):
+        if not (math.isfinite(lp) and np.isfinite(grad).all()):
             return -math.inf, np.zeros(self.dim)
         return float(lp), grad
