@@ -325,8 +325,10 @@ class BayesianMMM:
         data : MediaDataset
             Media, spend (for the cost prior and ROI), target and controls.
         inference : str
-            ``nuts`` (Pyro NUTS, JIT-compiled potential, ``init_to_median``) or ``svi``
-            (a low-rank multivariate-normal guide; full-rank for national data).
+            ``nuts`` or ``svi`` (a low-rank multivariate-normal guide; full-rank for national
+            data). With the ``numpy`` backend, NUTS chains start at draws of a short full-rank VI
+            fit (:data:`NUTS_INIT_VI_STEPS` steps) and warm up from its covariance; Pyro's NUTS
+            starts at ``init_to_median``.
         num_warmup, num_samples, chains : int
             NUTS settings per chain; SVI draws ``num_samples * chains`` from its guide.
         seed : int

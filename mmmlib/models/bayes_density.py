@@ -86,20 +86,6 @@ def _adstock_rows(x_rows: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.n
     return a.T, b.T
 
 
-def _sigmoid(u: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * u))
-
-
-def _log_sigmoid(u):
-    """log sigmoid(u), without underflow."""
-    return -np.logaddexp(0.0, -u)
-
-
-def _log_sigmoid_jacobian(u):
-    """log |d sigmoid(u) / du| = log s + log(1 - s), without underflow."""
-    return -np.logaddexp(0.0, -u) - np.logaddexp(0.0, u)
-
-
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
@@ -288,7 +274,7 @@ class NationalDensity:
         """Constrained values, and the group arrays the priors reuse."""
         u_log, u_logit = z[self._log_idx], z[self._logit_idx]
         v_log = np.exp(u_log)
-        log_sig = -np.logaddexp(0.0, -u_logit)  # exact even where the sigmoid underflows
+        log_sig = -np.logaddexp(0.0, -u_logit)  # log sigmoid, exact even where the sigmoid underflows
         sig = np.exp(log_sig)
         groups = {"log": v_log, "logit": sig, "id": z[self._id_idx]}
         p: dict[str, np.ndarray] = {}
