@@ -14,7 +14,7 @@ from mmmlib.models.diffusion import (
     cosine_schedule,
     project_sales,
 )
-from mmmlib.models.statespace import KalmanTVC
+from mmmlib.models.statespace import KalmanTVC, LogKalmanTVC
 from mmmlib.runtime import setup
 from mmmlib.simulate.tvc import (
     TVCConfig,
@@ -115,6 +115,51 @@ def test_kalman_tracks_paths_and_is_calibrated(worlds):
     assert 0.8 < sc["coverage90"] < 0.99
 
 
+def test_log_smoother_converges_to_the_posterior_mode():
+    """The iterated smoother's mean is the mode of the exact posterior with log media states."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    t, c, k = 25, 2, 1
+    media, controls = rng.random((1, t, c)), rng.normal(size=(1, t, k))
+    f = baseline_features(t)
+    m0 = np.concatenate([[np.log(3.0), np.log(2.0)], [0.5], [10.0, 0.0, 0.5, 0.0]])
+    p0 = np.diag([0.2, 0.2, 0.1, 1.0, 0.1, 0.1, 0.1])
+    phi, q = np.array([0.9, 0.8, 0.95, 1, 1, 1, 1]), np.array([0.02, 0.03, 0.01, 0, 0, 0, 0])
+    long_run = np.concatenate([m0[:3], np.zeros(4)])
+    prior = KalmanTVC(m0=m0, P0=p0, phi=phi, q=q, long_run=long_run, r=0.05)
+    sales = 10 + (3 * media).sum(-1) + 0.3 * rng.normal(size=(1, t))
+    post = LogKalmanTVC(prior, iterations=30, tol=1e-10).smooth(media, controls, sales)
+    d = c + k
+
+    def neg_log_post(x):
+        path, base = x[: t * d].reshape(t, d), x[t * d:]
+        first = np.concatenate([path[0], base]) - m0
+        out = 0.5 * first @ np.linalg.solve(p0, first)
+        innov = path[1:] - phi[:d] * path[:-1] - (1 - phi[:d]) * long_run[:d]
+        out += 0.5 * (innov**2 / q[:d]).sum()
+        fit = (np.exp(path[:, :c]) * media[0]).sum(-1) \
+            + (path[:, c:] * controls[0]).sum(-1) + f @ base
+        return out + 0.5 * ((sales[0] - fit) ** 2).sum() / prior.r
+
+    x0 = np.concatenate([np.tile(m0[:d], t), m0[d:]])
+    best = minimize(neg_log_post, x0, method="BFGS", options={"gtol": 1e-9, "maxiter": 20000}).x
+    assert post.log_media
+    assert np.allclose(post.mean[0, :, :d], best[: t * d].reshape(t, d), atol=1e-4)
+    assert np.allclose(post.mean[0, 0, d:], best[t * d:], atol=1e-4)
+    assert np.all(post.beta_quantile(0.05) < post.beta) and np.all(post.beta < post.beta_quantile(0.95))
+
+
+def test_log_smoother_tracks_at_least_as_well_as_the_linear_one(worlds):
+    train, test = worlds
+    lin = ex.score_paths(ex.estimate_from_kalman(KalmanTVC.calibrate(train).smooth(test.media, test.controls,
+                                                                                     test.sales), test, 0.0), test)
+    log = ex.score_paths(ex.estimate_from_kalman(LogKalmanTVC.calibrate(train).smooth(test.media, test.controls,
+                                                                                        test.sales), test, 0.0), test)
+    assert log["corr_pooled"] > lin["corr_pooled"] - 0.02 and log["mape_sales"] < 0.02
+    assert 0.8 < log["coverage90"] < 0.99
+
+
 # ----------------------------------------------------------------------------- diffusion
 def test_cosine_schedule_is_monotone_from_one_to_zero():
     ab = cosine_schedule(100)
@@ -184,3 +229,20 @@ def test_scores_against_known_answers():
     assert sc["corr"] == pytest.approx(1.0) and sc["rel_error"] == 0.0 and sc["mape_sales"] == 0.0
     assert sc["coverage90"] == 1.0  # truth*(0.55) <= truth <= truth*(1.45)
     assert np.allclose(ex.path_correlation(-truth, truth), -1.0)
+
+
+def test_correlation_spread_of_subsets():
+    cfg = TVCConfig(n_weeks=30, channels=("a", "b"), beta_median=(1.0, 1.0), decay=(0.1, 0.1), on_share=(0.5, 0.5))
+    w = simulate_tvc(cfg, 6, seed=0)
+    truth = np.exp(np.random.default_rng(1).normal(size=w.beta.shape))
+    w = TVCWorld(cfg, w.spend, w.media, w.controls, w.sales, truth, w.gamma, w.baseline, w.noise_sd)
+    perfect = ex.PathEstimate(truth, lambda q: truth, w.sales, 0.0)
+    spread = ex.correlation_spread(perfect, w, size=3, draws=50)
+    assert spread["all"] == pytest.approx(1.0) and spread["sd"] == pytest.approx(0.0, abs=1e-12)
+    # half the series perfect, half anti-correlated: subsets of one series give +1 or -1
+    est = truth.copy()
+    est[3:] = 2 * truth[3:].mean(1, keepdims=True) - truth[3:]
+    spread = ex.correlation_spread(ex.PathEstimate(est, lambda q: est, w.sales, 0.0), w, size=1, draws=400)
+    assert spread["lo"] == pytest.approx(-1.0) and spread["hi"] == pytest.approx(1.0) and 0.9 < spread["sd"] <= 1.0
+    with pytest.raises(ValueError, match="size"):
+        ex.correlation_spread(perfect, w, size=7)

@@ -20,6 +20,8 @@ from mmmlib.simulate.tvc import TVCConfig, TVCWorld, baseline_features, simulate
 __all__ = [
     "DiffusionSettings",
     "PathEstimate",
+    "check_world",
+    "correlation_spread",
     "coverage_curve",
     "estimate_from_kalman",
     "estimate_from_samples",
@@ -56,6 +58,9 @@ class DiffusionSettings:
         Sampled paths per test series for the ablations (the source's design, no projection).
     ddpm_series : int
         Test series on which the (slower) DDPM sampler is also scored.
+    n_check : int
+        Further fresh series on which only the (cheap) smoothers are scored, to show how much a
+        score on ``n_test`` series varies and what the data identify.
     """
 
     world: TVCConfig
@@ -66,6 +71,7 @@ class DiffusionSettings:
     n_samples: int = 64
     ablation_samples: int = 32
     ddpm_series: int = 10
+    n_check: int = 100
 
     @property
     def source_fit(self) -> DiffusionConfig:
@@ -78,11 +84,11 @@ class DiffusionSettings:
         if profile == "quick":
             return cls(world=TVCConfig(n_weeks=52), n_train=1000, n_valid=200, n_test=20,
                        fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=32,
-                       ablation_samples=16, ddpm_series=4)
+                       ablation_samples=16, ddpm_series=4, n_check=100)
         if profile == "full":
             return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=40,
                        fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=64,
-                       ablation_samples=32, ddpm_series=4)
+                       ablation_samples=32, ddpm_series=4, n_check=300)
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 
 
@@ -92,6 +98,11 @@ def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, T
     return (simulate_tvc(s.world, s.n_train, seed=1000 * seed + 1),
             simulate_tvc(s.world, s.n_valid, seed=1000 * seed + 2),
             simulate_tvc(s.world, s.n_test, seed=1000 * seed + 3))
+
+
+def check_world(settings: DiffusionSettings, seed: int = 0) -> TVCWorld:
+    """``n_check`` further fresh series, independent of :func:`make_worlds`'s three."""
+    return simulate_tvc(settings.world, settings.n_check, seed=1000 * seed + 4)
 
 
 @dataclass
@@ -124,13 +135,11 @@ def estimate_from_samples(samples: PathSamples, world: TVCWorld) -> PathEstimate
 
 
 def estimate_from_kalman(post: TVCPosterior, world: TVCWorld, seconds: float) -> PathEstimate:
-    """Gaussian posterior mean and quantiles of the Kalman smoother."""
-    from statistics import NormalDist
-
+    """Posterior mean and quantiles of a Kalman smoother (Gaussian, or log-normal for the log smoother)."""
     c, k = post.n_media, post.n_controls
     base = (post.mean[..., c + k:] * baseline_features(world.config.n_weeks)).sum(-1)
     fitted = base + (post.beta * world.media).sum(-1) + (post.gamma * world.controls).sum(-1)
-    return PathEstimate(post.beta, lambda q: post.beta + NormalDist().inv_cdf(q) * post.beta_sd, fitted, seconds)
+    return PathEstimate(post.beta, post.beta_quantile, fitted, seconds)
 
 
 def path_correlation(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -143,6 +152,28 @@ def path_correlation(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (a * b).sum(1) / den, np.nan)
+
+
+def correlation_spread(est: PathEstimate, world: TVCWorld, size: int, draws: int = 2000,
+                       seed: int = 0) -> dict[str, float]:
+    """How much the headline correlation of :func:`score_paths` varies over test sets of ``size`` series.
+
+    Draws ``draws`` subsets of ``size`` series (without replacement) and recomputes the median over
+    channels of the median within-series correlation on each.
+
+    Returns
+    -------
+    dict
+        ``all`` (on every series), ``sd``, ``lo`` and ``hi`` (5% and 95% quantiles over subsets).
+    """
+    if not 1 <= size <= world.n:
+        raise ValueError(f"size must lie in 1..{world.n} (the series available), got {size}")
+    r = path_correlation(est.mean, world.beta)  # (N, C)
+    rng = np.random.default_rng(seed)
+    meds = np.array([np.median(np.nanmedian(r[rng.choice(world.n, size, replace=False)], axis=0))
+                     for _ in range(draws)])
+    return {"all": float(np.median(np.nanmedian(r, axis=0))), "sd": float(meds.std()),
+            "lo": float(np.quantile(meds, 0.05)), "hi": float(np.quantile(meds, 0.95))}
 
 
 def coverage_curve(est: PathEstimate, truth: np.ndarray, levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict:

@@ -168,10 +168,9 @@ class TVCScaler:
     def fit(cls, train: TVCWorld) -> TVCScaler:
         """Moments from the training series (truth included: the model is trained on simulations)."""
         path = np.concatenate([np.log(train.beta), train.gamma, train.baseline[..., None]], axis=-1)
-        resid = train.sales - train.baseline - (train.beta * train.media).sum(-1) - (train.gamma * train.controls).sum(-1)
         return cls(mean=path.mean((0, 1)), sd=path.std((0, 1)) + 1e-6, sales_mean=float(train.sales.mean()),
                    sales_sd=float(train.sales.std()), media_sd=train.media.std((0, 1)) + 1e-6,
-                   noise_var=float(resid.var()), n_media=train.beta.shape[-1], n_controls=train.gamma.shape[-1],
+                   noise_var=float(train.noise.var()), n_media=train.beta.shape[-1], n_controls=train.gamma.shape[-1],
                    signs=train.config.control_signs)
 
     def encode(self, world: TVCWorld) -> np.ndarray:

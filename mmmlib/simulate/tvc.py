@@ -171,6 +171,12 @@ class TVCWorld:
         return self.sales.shape[0]
 
     @property
+    def noise(self) -> np.ndarray:
+        """The sales noise: sales minus baseline, media and control contributions, shape (N, T)."""
+        return (self.sales - self.baseline - (self.beta * self.media).sum(-1)
+                - (self.gamma * self.controls).sum(-1))
+
+    @property
     def contributions(self) -> np.ndarray:
         """True media contributions :math:`\\beta x`, shape (N, T, C)."""
         return self.beta * self.media
