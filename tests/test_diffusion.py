@@ -150,7 +150,7 @@ def test_log_smoother_converges_to_the_posterior_mode():
     assert np.all(post.beta_quantile(0.05) < post.beta) and np.all(post.beta < post.beta_quantile(0.95))
 
 
-def test_log_smoother_tracks_at_least_as_well_as_the_linear_one(worlds):
+def test_log_smoother_tracks_about_as_well_as_the_linear_one(worlds):
     train, test = worlds
     lin = ex.score_paths(ex.estimate_from_kalman(KalmanTVC.calibrate(train).smooth(test.media, test.controls,
                                                                                      test.sales), test, 0.0), test)
