@@ -5,12 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyro
 import pytest
 import torch
 
 from mmmlib.experiments import twins as tw
 from mmmlib.models.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
-from mmmlib.models.twin import TwinConfig, TwinModel, lever_search, ordinal_log_prob
+from mmmlib.models.twin import (
+    TwinConfig,
+    TwinModel,
+    _IterateAverage,
+    lever_search,
+    ordinal_log_prob,
+)
 from mmmlib.runtime import setup
 from mmmlib.simulate.survey import (
     SurveyConfig,
@@ -220,3 +227,75 @@ def test_two_models_keep_their_own_parameters(world):
     torch.manual_seed(5)
     after = a.global_draws(5)["lever_w"]
     assert torch.equal(before, after)
+
+
+def test_bootstrap_correction_subtracts_the_refits_error_draw_by_draw(world):
+    """Corrected draws are raw - bootstrap + simulated truth; the pieces come from the posterior."""
+    setup(0)
+    d, q = world.data.subset(np.arange(300)), world.data.subset(np.arange(300, 340))
+    model = TwinModel(TwinConfig(batch_size=100, epochs=2, predictive_epochs=1, bootstrap=True)).fit(d)
+    boot = model.bootstrap_model
+    assert boot is not None and boot.bootstrap_model is None and boot.predictive_history == []
+    assert model.fit_seconds > boot.fit_seconds > 0
+    post = model.posterior(q, n_draws=6, chunk=3)
+    assert post["bootstrap.theta"].shape == (6, 40, 5, 3) and post["simulated.theta"].shape == (1, 40, 5, 3)
+    delta = np.array([1.0, 0.0, 0.5])
+    raw = model.counterfactual(q, 2, delta, post=post, corrected=False)
+    fixed = model.counterfactual(q, 2, delta, post=post)
+    pick = {k: post[f"bootstrap.{k}"] for k in ("theta", "lever_w", "loadings", "cuts")}
+    err = boot.counterfactual(q, 2, delta, post=pick) - model.counterfactual(
+        q, 2, delta, post={k: post[f"simulated.{k}"] for k in pick}, corrected=False)
+    assert not np.allclose(fixed, raw) and np.allclose(fixed, raw - err)
+    assert np.allclose(model.counterfactual(q, 2, np.zeros(3), post=post), 0.0)
+    hidden = model.posterior(q, n_draws=4, hide_outcomes=True)
+    assert not any(k.startswith("bootstrap.") for k in hidden)
+    with pytest.raises(ValueError, match="no bootstrap draws"):
+        model.counterfactual(q, 2, delta, post=hidden)
+    again = model.posterior(q, n_draws=6, chunk=3)  # the simulated copy is fixed by the model's seeds
+    assert torch.equal(again["simulated.theta"], post["simulated.theta"])
+
+def test_basis_error_separates_a_flexible_basis_from_a_straight_line(world, fitted):
+    """Knots let the basis follow the saturating and threshold levers; a straight line cannot."""
+    model, train, test = fitted
+    flexible = tw.basis_error(model, world, train, test)
+    assert flexible["rel_error"].abs().max() < 0.03
+    setup(0)
+    line = TwinModel(TwinConfig(n_knots=0, batch_size=100, epochs=1, predictive_epochs=0))
+    line.fit(world.data.subset(train[:200]))
+    straight = tw.basis_error(line, world, train, test).groupby("lever", sort=False)["rel_error"]
+    worst = straight.apply(lambda e: e.abs().max())
+    assert worst["price advantage"] < 1e-6  # the true price response is linear
+    assert worst["ad awareness"] > 0.05 and worst["network quality"] > 0.05
+
+
+def test_iterate_average_writes_back_the_mean_of_the_tail():
+    """Steps 1-5 set the parameter to 1..5; averaging from step 3 on leaves their mean, 4."""
+    with pyro.get_param_store().scope():
+        pyro.param("w", torch.zeros(2))
+        value = dict(pyro.get_param_store().named_parameters())["w"]
+        avg = _IterateAverage(start=2)
+        for v in range(1, 6):
+            with torch.no_grad():
+                value.fill_(float(v))
+            avg.update()
+        avg.apply()
+        assert torch.allclose(pyro.param("w"), torch.full((2,), 4.0))
+    with pytest.raises(ValueError, match="average_tail"):
+        TwinConfig(average_tail=1.0)
+
+
+def test_simulate_draws_answers_from_the_fitted_model(world, fitted):
+    """Simulated answers are valid categories whose means follow the returned latents and globals."""
+    model, _, _ = fitted
+    star, truth = model.simulate(world.data, seed=4)
+    assert star.y.shape == world.data.y.shape and np.array_equal(star.levers, world.data.levers)
+    assert np.all(star.y >= 0) and np.all(star.y < np.asarray(star.n_categories))
+    u = torch.einsum("nkl,jl->nkj", truth["theta"][0], truth["loadings"][0])
+    for j in (0, 12, 14):
+        n_cat = star.n_categories[j]
+        cdf = torch.sigmoid(truth["cuts"][0, j, 1:n_cat] - u[..., j, None])  # P(y <= c), c < n_cat - 1
+        expect = float((n_cat - 1 - cdf.sum(-1)).mean())
+        se = star.y[..., j].std() / np.sqrt(star.y[..., j].size)
+        assert abs(star.y[..., j].mean() - expect) < 4 * se
+    again, _ = model.simulate(world.data, seed=4)
+    assert np.array_equal(again.y, star.y)

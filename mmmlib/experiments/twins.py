@@ -17,10 +17,11 @@ import seaborn as sns
 
 from mmmlib.models.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
 from mmmlib.models.twin import TwinConfig, TwinModel, lever_search
-from mmmlib.simulate.survey import SurveyConfig, SurveyWorld, simulate_survey
+from mmmlib.simulate.survey import SurveyConfig, SurveyWorld, lever_response, simulate_survey
 
 __all__ = [
     "TwinSettings",
+    "basis_error",
     "effect_table",
     "effects_over_seeds",
     "latent_recovery",
@@ -69,18 +70,18 @@ class TwinSettings:
 
     @property
     def source_fit(self) -> TwinConfig:
-        """The same fit with the source's guide (local latents indexed by minibatch position)."""
-        return replace(self.fit, encoder="batch_position", predictive_epochs=0, particles=1)
+        """The same fit with the source's guide (local latents indexed by minibatch position), uncorrected."""
+        return replace(self.fit, encoder="batch_position", predictive_epochs=0, particles=1, bootstrap=False)
 
     @classmethod
     def for_profile(cls, profile: str) -> TwinSettings:
         """The chapter's settings for ``quick`` or ``full``."""
         if profile == "quick":
-            return cls(n_respondents=3000, fit=TwinConfig(batch_size=100, epochs=40, predictive_epochs=10),
-                       extra_seeds=1)
+            return cls(n_respondents=3000, fit=TwinConfig(batch_size=100, epochs=40, predictive_epochs=10,
+                                                          average_tail=0.3, bootstrap=True), extra_seeds=1)
         if profile == "full":
-            return cls(n_respondents=20_000, fit=TwinConfig(batch_size=250, epochs=50, predictive_epochs=15),
-                       extra_seeds=3)
+            return cls(n_respondents=20_000, fit=TwinConfig(batch_size=250, epochs=40, predictive_epochs=15,
+                                                            average_tail=0.3, bootstrap=True), extra_seeds=3)
         raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 
 
@@ -191,18 +192,56 @@ def effect_table(model: TwinModel, world: SurveyWorld, test: np.ndarray, post: d
     -------
     DataFrame
         ``brand``, ``lever``, ``truth``, posterior ``mean``, ``lo``, ``hi`` (90%),
-        ``rel_error`` and ``covered``.
+        ``rel_error`` and ``covered``; the same uncorrected (``raw_mean``, ``raw_lo``, ...) when
+        the model has a bootstrap correction.
     """
     d = world.data.subset(test)
     rows = []
     for b, brand in enumerate(world.data.brands):
         for m, lever in enumerate(world.data.lever_names):
             delta = np.eye(len(world.data.lever_names))[m] * step
-            draws = model.counterfactual(d, b, delta, post=post)
             truth = world.true_effect(test, b, delta)
-            lo, hi = np.quantile(draws, [0.05, 0.95])
-            rows.append({"brand": brand, "lever": lever, "truth": truth, "mean": draws.mean(), "lo": lo, "hi": hi,
-                         "rel_error": draws.mean() / truth - 1.0, "covered": bool(lo <= truth <= hi)})
+            row = {"brand": brand, "lever": lever, "truth": truth}
+            versions = [("", True), ("raw_", False)] if model.bootstrap_model is not None else [("", True)]
+            for prefix, corrected in versions:
+                draws = model.counterfactual(d, b, delta, post=post, corrected=corrected)
+                lo, hi = np.quantile(draws, [0.05, 0.95])
+                row |= {f"{prefix}mean": draws.mean(), f"{prefix}lo": lo, f"{prefix}hi": hi,
+                        f"{prefix}rel_error": draws.mean() / truth - 1.0, f"{prefix}covered": bool(lo <= truth <= hi)}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def basis_error(model: TwinModel, world: SurveyWorld, train: np.ndarray, test: np.ndarray,
+                step: float = 1.0) -> pd.DataFrame:
+    """How well the model's lever basis can represent the true lever responses, fit aside.
+
+    Each lever's true response :math:`s_m` is projected by least squares onto the model's basis
+    :math:`\\psi` (with a constant) over the training respondents' levers, all brands pooled. Per
+    brand and lever, the effect of a ``step`` on the projected curve is compared with the effect
+    on the true one, both averaged over the held-out respondents. Small errors here mean that
+    larger errors of the fitted effects come from the fit, not from the shape of the basis.
+
+    Returns
+    -------
+    DataFrame
+        ``brand``, ``lever``, ``true`` and ``projected`` change of :math:`s_m`, ``rel_error``.
+    """
+    d = world.data
+    n_m = len(d.lever_names)
+    rows = []
+    for m, lever in enumerate(d.lever_names):
+        x = d.levers[train][..., m].ravel()
+        design = np.column_stack([np.ones(len(x)), model.lever_basis(np.repeat(x[:, None], n_m, 1))[:, m]])
+        w, *_ = np.linalg.lstsq(design, lever_response(m, x), rcond=None)
+        for b, brand in enumerate(d.brands):
+            r = d.levers[test, b, m]
+            moved = model.lever_basis(np.repeat((r + step)[:, None], n_m, 1))[:, m]
+            now = model.lever_basis(np.repeat(r[:, None], n_m, 1))[:, m]
+            projected = float(np.mean((moved - now) @ w[1:]))
+            true = float(np.mean(lever_response(m, r + step) - lever_response(m, r)))
+            rows.append({"brand": brand, "lever": lever, "true": true, "projected": projected,
+                         "rel_error": projected / true - 1.0})
     return pd.DataFrame(rows)
 
 
@@ -305,7 +344,11 @@ def plot_latents(post: dict, world: SurveyWorld, test: np.ndarray, max_points: i
 
 
 def plot_effects(table: pd.DataFrame, linear: pd.DataFrame | None = None) -> plt.Figure:
-    """Estimated lever effects (90% intervals) against the true effects, per brand and lever."""
+    """Estimated lever effects (90% intervals) against the true effects, per brand and lever.
+
+    With ``raw_mean`` in the table (a bootstrap-corrected model), the uncorrected estimate is
+    drawn too, just above its row.
+    """
     levers = list(dict.fromkeys(table["lever"]))
     fig, axes = plt.subplots(1, len(levers), figsize=(10, 3.6), sharey=True, layout="constrained")
     for ax, lever in zip(axes, levers, strict=True):
@@ -314,6 +357,9 @@ def plot_effects(table: pd.DataFrame, linear: pd.DataFrame | None = None) -> plt
         ax.errorbar(t["mean"], y, xerr=[t["mean"] - t["lo"], t["hi"] - t["mean"]], fmt="o", color="C0",
                     label="twin model, 90% interval", capsize=3)
         ax.scatter(t["truth"], y, marker="x", color="k", zorder=3, label="truth")
+        if "raw_mean" in t:
+            ax.scatter(t["raw_mean"], y + 0.25, marker="o", facecolors="none", edgecolors="C1", zorder=3,
+                       label="before the bootstrap correction")
         if linear is not None:
             for label, est, style in linear[linear["lever"] == lever][["label", "estimate", "style"]].itertuples(
                     index=False):
