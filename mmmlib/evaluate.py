@@ -42,6 +42,10 @@ class FitSpec:
         NUTS backend (see :meth:`BayesianMMM.fit`).
     max_tree_depth : int
         NUTS tree-depth cap.
+    target_accept_prob : float
+        NUTS step-size adaptation target.
+    coordinates : str, optional
+        Sampler coordinates (see :meth:`BayesianMMM.fit`; default: the model's).
     """
 
     label: str
@@ -54,6 +58,8 @@ class FitSpec:
     svi_steps: int = 3000
     backend: str = "auto"
     max_tree_depth: int = 10
+    target_accept_prob: float = 0.85
+    coordinates: str | None = None
 
     def build(self) -> BayesianMMM:
         return BayesianMMM(model=self.model, media_prior=self.media_prior)
@@ -119,6 +125,8 @@ def fit_and_score(spec: FitSpec, world: SimulatedWorld, seed: int = 0) -> tuple[
         svi_steps=spec.svi_steps,
         backend=spec.backend,
         max_tree_depth=spec.max_tree_depth,
+        target_accept_prob=spec.target_accept_prob,
+        coordinates=spec.coordinates,
     )
     return mmm, score_fit(mmm, world, spec.label)
 

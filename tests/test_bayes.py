@@ -127,6 +127,23 @@ def test_roi_coordinates_give_the_cost_prior_sites():
     in_roi = BayesianMMM("adstock").fit(w.data, coordinates="roi", **kw)
     assert set(native.samples_) == set(in_roi.samples_) and "roi" not in in_roi.samples_
     assert np.isfinite(in_roi.roi().to_numpy()).all()
+    in_level = BayesianMMM("adstock").fit(w.data, coordinates="level", **kw)
+    assert set(native.samples_) == set(in_level.samples_)
+
+
+@pytest.mark.parametrize("inference", ["nuts", "svi"])
+def test_roi_prior_samples_in_level_coordinates_and_reports_the_intercept(inference):
+    """The ROI prior's default coordinates are ``level``: the draws carry the model's sites
+    (intercept, roi, coef_media), not the sampler's level, and the intercept stays positive."""
+    w = easy_world(seed=0, n_weeks=26)
+    kw = dict(num_warmup=20, num_samples=10, chains=1, seed=0, svi_steps=50)
+    m = BayesianMMM("adstock", media_prior="roi").fit(w.data, inference=inference, **kw)
+    assert "level" not in m.samples_ and {"intercept", "roi", "coef_media"} <= set(m.samples_)
+    assert (m.samples_["intercept"] > 0).all()
+    with pytest.raises(ValueError, match="native"):
+        BayesianMMM("adstock", media_prior="roi").fit(w.data, coordinates="native", **kw)
+    with pytest.raises(ValueError, match="coordinates"):
+        BayesianMMM("adstock").fit(w.data, coordinates="beta", **kw)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 from mmmlib.models.bayes import MODELS, BayesianMMM
-from mmmlib.models.bayes_density import NationalDensity, geometric_scan
+from mmmlib.models.bayes_density import LEVEL_SOFTNESS, NationalDensity, geometric_scan
 from mmmlib.simulate import easy_world
 from mmmlib.transforms import adstock
 
@@ -24,10 +24,14 @@ def _density(world, model, prior, coordinates="native"):
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize(("prior", "coordinates"), [("cost", "native"), ("cost", "roi"), ("flat", "roi"), ("roi", "roi")])
-def test_gradient_matches_finite_differences(world, model, prior, coordinates):
-    _, d = _density(world, model, prior, coordinates)
+@pytest.mark.parametrize(("prior", "coordinates"), [("cost", "native"), ("cost", "roi"), ("flat", "roi"), ("roi", "roi"),
+                                                   ("roi", "level"), ("cost", "level")])
+@pytest.mark.parametrize("shift", [0.0, 1.5])
+def test_gradient_matches_finite_differences(world, model, prior, coordinates, shift):
+    """At points near the support's edge (intercept about 0.02 in level coordinates) and inside."""
+    d = BayesianMMM(model, media_prior=prior).density(world.data, coordinates=coordinates)
     z = np.random.default_rng(0).normal(scale=0.5, size=d.dim)
+    z[0] += shift
     lp, grad = d(z)
     eye = np.eye(d.dim)
     fd = np.array([(d(z + 1e-6 * e)[0] - d(z - 1e-6 * e)[0]) / 2e-6 for e in eye])
@@ -71,6 +75,41 @@ def test_roi_coordinates_are_a_unit_jacobian_change_of_variables(world, model):
         z_roi = in_roi.unconstrain({k: v[0] if k != "roi" else v for k, v in values.items()})
         assert abs(native(z)[0] - in_roi(z_roi)[0]) < 1e-9 * max(1.0, abs(native(z)[0]))
         np.testing.assert_allclose(in_roi.constrain(z_roi[None])["coef_media"][0], beta, rtol=1e-10)
+
+
+@pytest.mark.parametrize("prior", ["roi", "cost"])
+def test_level_coordinates_are_a_change_of_variables(world, prior):
+    """The level-coordinate density is the ROI-coordinate one times the Jacobian
+    d log(alpha) / dv = sigmoid((v - M) / s) / alpha, at the same point; and the map inverts."""
+    mmm = BayesianMMM("hill_adstock", media_prior=prior)
+    level, in_roi = mmm.density(world.data, coordinates="level"), mmm.density(world.data, coordinates="roi")
+    assert level.sites[0].name == "level" and in_roi.sites[0].name == "intercept"
+    rng = np.random.default_rng(5)
+    for shift in (-0.5, 0.5, 2.0):
+        z = rng.normal(scale=0.4, size=level.dim)
+        z[0] += shift
+        values = {k: v[0] for k, v in level.constrain(z[None]).items()}
+        alpha = values["intercept"]
+        rest = level._rest_mean(level._constrain_one(z), z[level._linear])
+        assert alpha > 0 and np.isclose(alpha, LEVEL_SOFTNESS * np.logaddexp(0.0, (z[0] - rest) / LEVEL_SOFTNESS))
+        log_jac = -np.logaddexp(0.0, -(z[0] - rest) / LEVEL_SOFTNESS) - np.log(alpha)
+        z_roi = in_roi.unconstrain(values)
+        assert abs(level(z)[0] - in_roi(z_roi)[0] - log_jac) < 1e-9 * max(1.0, abs(level(z)[0]))
+        values.pop("level")
+        np.testing.assert_allclose(level.unconstrain(values), z, atol=1e-9)
+
+
+def test_level_is_the_window_mean_of_the_mean_function(world):
+    """Far from the support's edge, the level is the intercept plus the window mean of trend,
+    seasonality, controls and media contributions."""
+    d = BayesianMMM("hill_adstock", media_prior="roi").density(world.data, coordinates="level")
+    z = np.random.default_rng(6).normal(scale=0.3, size=d.dim)
+    z[0] = 5.0
+    p = {k: v[0] for k, v in d.constrain(z[None]).items()}
+    f, _, _ = d._media(d._constrain_one(z))
+    mean_fn = (p["intercept"] + p["coef_trend"] * d._trend(p["expo_trend"]) + d._design @ z[d._linear]
+               + f @ p["coef_media"])
+    assert np.isclose(mean_fn.mean(), 5.0, rtol=1e-9)
 
 
 def test_geometric_scan_is_adstock_and_its_derivative():

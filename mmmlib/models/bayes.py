@@ -316,7 +316,7 @@ class BayesianMMM:
         progress: bool = False,
         backend: str = "auto",
         max_tree_depth: int = 10,
-        coordinates: str = "native",
+        coordinates: str | None = None,
     ) -> BayesianMMM:
         """Fit to a :class:`~mmmlib.data.MediaDataset`.
 
@@ -350,13 +350,16 @@ class BayesianMMM:
             NUTS tree-depth cap (LightweightMMM and Stan: 10): at most ``2**max_tree_depth - 1``
             gradient evaluations per draw. Transitions that hit it are counted in
             :meth:`diagnostics` (``tree_depth_hits``).
-        coordinates : str
-            Coordinates of the media coefficients of the cost and flat priors for the ``numpy``
-            backend: ``native`` (log ``coef_media``, as LightweightMMM; the default) or ``roi``
-            (log ROI). The posterior is the same (a unit-Jacobian change of variables, see
-            :mod:`mmmlib.models.bayes_density`); ``benchmarks/bench_bayes.py`` measures whether
-            the sampler cares (it barely does: the cost prior's geometry, not its coordinates,
-            makes it slow). The ROI prior always samples log ROI.
+        coordinates : str, optional
+            Coordinates the ``numpy`` backend samples in (see
+            :mod:`mmmlib.models.bayes_density`; the posterior is the same in all): ``native``
+            (log ``coef_media`` and log intercept, as LightweightMMM), ``roi`` (log ROI instead
+            of log ``coef_media``) or ``level`` (log ROI, and the window mean of the whole mean
+            function instead of the log intercept). Default: ``level`` for the ROI prior (in
+            ``roi`` coordinates its always-on channels trade off against the intercept along a
+            bent ridge, where NUTS diverged), ``native`` for the cost and flat priors
+            (LightweightMMM's; ``benchmarks/bench_bayes.py`` compares the three on the cost prior).
+            SVI fits its Gaussian in the same coordinates.
         """
         if inference not in ("nuts", "svi"):
             raise ValueError(f"inference must be 'nuts' or 'svi', got {inference!r}")
@@ -370,8 +373,12 @@ class BayesianMMM:
         if backend == "auto":
             backend = "pyro" if geo else "numpy"
         self.backend_ = backend
-        if coordinates not in ("native", "roi"):
-            raise ValueError(f"coordinates must be 'native' or 'roi', got {coordinates!r}")
+        if coordinates is None:
+            coordinates = "level" if self.media_prior == "roi" else "native"
+        if coordinates not in ("native", "roi", "level"):
+            raise ValueError(f"coordinates must be 'native', 'roi' or 'level', got {coordinates!r}")
+        if coordinates == "native" and self.media_prior == "roi":
+            raise ValueError("media_prior='roi' samples log ROI: coordinates must be 'roi' or 'level', not 'native'")
         if not 1 <= max_tree_depth <= 15:
             raise ValueError(f"max_tree_depth must be in 1..15, got {max_tree_depth}")
         if chains < 1 or num_samples < 1 or num_warmup < 0:
@@ -393,7 +400,7 @@ class BayesianMMM:
             )
         else:
             if backend == "numpy":
-                samples = self._run_advi_numpy(prep, svi_steps, svi_lr, num_samples * chains, seed)
+                samples = self._run_advi_numpy(prep, svi_steps, svi_lr, num_samples * chains, seed, coordinates)
             else:
                 samples = self._run_svi(args, prep.target, svi_steps, svi_lr, num_samples * chains, progress)
             table = pd.DataFrame(
@@ -469,7 +476,7 @@ class BayesianMMM:
 
     def density(self, data: MediaDataset, coordinates: str = "roi") -> NationalDensity:
         """The model's log density on ``data`` (national) as a NumPy function with gradient,
-        in ``roi`` or ``native`` coordinates (see :class:`NationalDensity`)."""
+        in ``roi``, ``level`` or ``native`` coordinates (see :class:`NationalDensity`)."""
         self._scales(data)
         prep = self._prepare(data)
         return self._density(prep, coordinates)
@@ -490,9 +497,9 @@ class BayesianMMM:
         )
 
     def _run_nuts_numpy(
-        self, prep, num_warmup, num_samples, chains, target_accept_prob, seed, max_tree_depth=10, coordinates="roi"
+        self, prep, num_warmup, num_samples, chains, target_accept_prob, seed, max_tree_depth=10, coordinates="level"
     ):
-        density = self._density(prep, "roi" if self.media_prior == "roi" else coordinates)
+        density = self._density(prep, coordinates)
         z0 = density.unconstrain(density.prior_median())
         # Start from a short full-rank VI fit (as Stan's Pathfinder initialisation): each chain at
         # its own draw of the approximation, warm-up from its covariance. The identity metric at
@@ -507,8 +514,9 @@ class BayesianMMM:
         )
         self.nuts_ = res
         per_chain = [density.constrain(res.draws[c]) for c in range(chains)]
-        if self.media_prior != "roi":  # ROI coordinates are a device of the sampler: same sites as Pyro's
-            for pc in per_chain:
+        for pc in per_chain:  # coordinates are a device of the sampler: report the sites of the Pyro program
+            pc.pop("level", None)
+            if self.media_prior != "roi":
                 pc.pop("roi", None)
         stacked = {k: np.stack([pc[k] for pc in per_chain]) for k in per_chain[0]}  # (chains, draws, ...)
         rows = {}
@@ -536,15 +544,19 @@ class BayesianMMM:
         units = torch.as_tensor(self.roi_units_)
         return samples["roi"] * units[None, :] / f.sum(dim=0).T
 
-    def _run_advi_numpy(self, prep, steps, lr, n_draws, seed):
+    def _run_advi_numpy(self, prep, steps, lr, n_draws, seed, coordinates="level"):
         """Full-rank Gaussian VI on the NumPy density (:func:`mmmlib.vi.fit_advi`): the
-        ``AutoMultivariateNormal`` family, without Pyro's per-step overhead."""
-        density = self._density(prep, "roi" if self.media_prior == "roi" else "native")
+        ``AutoMultivariateNormal`` family, without Pyro's per-step overhead, in the sampler's
+        coordinates (a Gaussian there is a different family than in others)."""
+        density = self._density(prep, coordinates)
         z0 = density.unconstrain(density.prior_median())
         res = fit_advi(density, z0, steps=steps, seed=seed, lr=lr)
         self.advi_ = res
         self.svi_losses_ = -res.elbo
         draws = density.constrain(res.sample(n_draws, seed=seed + 1))
+        draws.pop("level", None)
+        if self.media_prior != "roi":
+            draws.pop("roi", None)
         return {k: torch.as_tensor(v) for k, v in draws.items()}
 
     def _run_svi(self, args, target, steps, lr, n_draws, progress):

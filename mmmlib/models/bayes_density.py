@@ -36,6 +36,24 @@ only the coordinates differ. In :math:`\log\beta` the posterior has a long curve
 which :math:`\beta_m` trades off against the saturation parameters (NUTS needs its full
 tree depth, 1023 gradients per draw); in ROI coordinates that ridge is straight.
 
+``coordinates="level"`` (the sampler's choice for the ROI prior) is ROI coordinates with the
+log intercept replaced by the *level* :math:`v`: the mean over the window of the whole mean
+function, :math:`v \approx \alpha + M`, where :math:`M` is the window mean of everything but the
+intercept (trend, seasonality, controls and the channels' mean weekly contributions
+:math:`c_m = \mathrm{ROI}_m\,\text{spend}_m / (\bar y\,T)`). A channel whose spend barely moves
+(always on) adds an almost constant :math:`c_m` per week, and an adstock with a decay near 1
+ramps up like a trend; the data cannot tell either from the intercept: only :math:`\alpha + M`
+is measured. In :math:`(\log\alpha, \log\mathrm{ROI})` that ridge bends sharply as
+:math:`\alpha` falls, and NUTS diverged in the low-intercept tail (and under-sampled it). In level
+coordinates it is :math:`v = \text{const}`: every other parameter moves the mean only through
+its deviation from its window mean. The intercept is
+:math:`\alpha = s\,\mathrm{softplus}((v - M)/s)` with :math:`s` = :data:`LEVEL_SOFTNESS`:
+:math:`v - M` is the intercept itself while :math:`\alpha \gg s`, and the support
+:math:`\alpha > 0` is reached smoothly (a plain difference :math:`v - M` put a wall there, and
+trajectories that hit it diverged). The map is a bijection onto :math:`\alpha > 0` with
+Jacobian :math:`\partial\alpha/\partial v = \sigma((v - M)/s)`; the prior on :math:`\alpha`
+(HalfNormal(2)) is unchanged, so the posterior is the same.
+
 The hand-written gradient makes one evaluation about 20 times cheaper than torch's
 autograd on this model (which is dominated by per-operation overhead at this size).
 """
@@ -53,9 +71,10 @@ try:  # lfilter's C kernel: lfilter itself spends ~15 µs per call on argument h
 except ImportError:  # pragma: no cover - a SciPy without the private kernel
     _linear_filter = None
 
-__all__ = ["NationalDensity", "CARRYOVER_LAGS", "geometric_scan"]
+__all__ = ["NationalDensity", "CARRYOVER_LAGS", "LEVEL_SOFTNESS", "geometric_scan"]
 
 CARRYOVER_LAGS = 13
+LEVEL_SOFTNESS = 0.1  # s of coordinates="level", a tenth of the mean target: alpha ~ v - sum c above it
 _ONE = np.ones(1)
 
 
@@ -91,7 +110,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-_SCALARS = frozenset({"intercept", "coef_trend", "expo_trend", "sigma"})
+_SCALARS = frozenset({"intercept", "level", "coef_trend", "expo_trend", "sigma"})
 
 
 @dataclass(frozen=True)
@@ -128,8 +147,9 @@ class NationalDensity:
     roi_prior : tuple of float
         :math:`(\mu, s)` of the LogNormal ROI prior.
     coordinates : str
-        ``roi`` (sample log ROI; the default) or ``native`` (sample log ``coef_media``, as
-        LightweightMMM does; ``cost``/``flat`` only). The posterior is the same.
+        ``roi`` (sample log ROI; the default), ``level`` (log ROI, and the window mean of the
+        mean function instead of the log intercept) or ``native`` (sample log
+        ``coef_media``, as LightweightMMM does; ``cost``/``flat`` only). The posterior is the same.
     """
 
     def __init__(
@@ -150,11 +170,11 @@ class NationalDensity:
             raise ValueError(f"model must be adstock, hill_adstock or carryover, got {model!r}")
         if media_prior not in ("cost", "flat", "roi"):
             raise ValueError(f"media_prior must be cost, flat or roi, got {media_prior!r}")
-        if coordinates not in ("roi", "native"):
-            raise ValueError(f"coordinates must be 'roi' or 'native', got {coordinates!r}")
+        if coordinates not in ("roi", "level", "native"):
+            raise ValueError(f"coordinates must be 'roi', 'level' or 'native', got {coordinates!r}")
         if media_prior == "roi" and coordinates == "native":
-            raise ValueError("media_prior='roi' has no native coefficient; use coordinates='roi'")
-        if coordinates == "roi" and roi_units is None:
+            raise ValueError("media_prior='roi' has no native coefficient; use coordinates='roi' or 'level'")
+        if coordinates != "native" and roi_units is None:
             raise ValueError("ROI coordinates need roi_units (total spend over the mean target)")
         self.model = model
         self.x = np.ascontiguousarray(media, dtype=np.float64)
@@ -166,6 +186,7 @@ class NationalDensity:
         self.cost = np.asarray(cost_prior, dtype=np.float64)
         self.media_prior = media_prior
         self.coordinates = coordinates
+        self._in_roi = coordinates != "native"  # log ROI is a coordinate
         self.roi_units = None if roi_units is None else np.asarray(roi_units, dtype=np.float64)
         self.roi_prior = (float(roi_prior[0]), float(roi_prior[1]))
         T, C = self.x.shape
@@ -190,14 +211,14 @@ class NationalDensity:
             "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
             "carryover": ("ad_effect_retention_rate", "peak_effect_delay", "exponent"),
         }[model]
-        sites = [_Site("intercept", 1, False), _Site("coef_trend", 1, False), _Site("expo_trend", 1, False),
+        sites = [_Site("level" if coordinates == "level" else "intercept", 1, False), _Site("coef_trend", 1, False), _Site("expo_trend", 1, False),
                  _Site("sigma", 1, False)]
         if self.seasonal.shape[1]:
             sites.append(_Site("gamma_seasonality", self.seasonal.shape[1], False))
         if self.z_ctrl.shape[1]:
             sites.append(_Site("coef_extra", self.z_ctrl.shape[1], False))
         sites += [_Site(n, C, True) for n in transform_sites]
-        sites.append(_Site("roi" if coordinates == "roi" else "coef_media", C, True))
+        sites.append(_Site("roi" if self._in_roi else "coef_media", C, True))
         self.sites = tuple(sites)
         self.slices: dict[str, slice] = {}
         i = 0
@@ -209,6 +230,7 @@ class NationalDensity:
         linear = [self.slices[n] for n in ("gamma_seasonality", "coef_extra") if n in self.slices]
         self._linear = slice(linear[0].start, linear[-1].stop) if linear else None
         self._design = np.ascontiguousarray(np.concatenate([self.seasonal, self.z_ctrl], axis=1))
+        self._design_mean = self._design.mean(axis=0)
         self._t_pos = (self.t > 0).astype(np.float64)
 
     def _prior_groups(self) -> None:
@@ -223,13 +245,15 @@ class NationalDensity:
 
         Log ROI is log-transformed without a Jacobian: under the ROI prior its normal prior is
         in the identity group too; under a cost or flat prior the density adds the half-normal
-        prior on the coefficient it implies.
+        prior on the coefficient it implies. The level (``coordinates="level"``) is an identity
+        site without a prior: the density adds the intercept's prior and the Jacobian.
         """
         half_normal = {"intercept": 2.0, "peak_effect_delay": 2.0, "coef_media": self.cost}
         gamma = ("sigma", "half_max_effective_concentration", "slope")
         beta = {"expo_trend": (1.0, 1.0), "lag_weight": (2.0, 1.0), "exponent": (9.0, 1.0),
                 "ad_effect_retention_rate": (1.0, 1.0)}
-        normal = {"coef_trend": (0.0, 1.0), "gamma_seasonality": (0.0, 1.0), "coef_extra": (0.0, 1.0)}
+        normal = {"coef_trend": (0.0, 1.0), "gamma_seasonality": (0.0, 1.0), "coef_extra": (0.0, 1.0),
+                  "level": (0.0, math.inf)}
         log_idx, log_q, log_l, log_jac, logit_idx, logit_a, logit_b, id_idx, id_mu, id_prec = ([] for _ in range(10))
         self._where: dict[str, tuple[str, slice]] = {}  # site -> (group, slice in the group)
         for site in self.sites:
@@ -293,13 +317,15 @@ class NationalDensity:
         """The unconstrained vector of a dict of constrained values (e.g. prior medians)."""
         z = np.zeros(self.dim)
         for site in self.sites:
-            v = np.broadcast_to(np.asarray(values[site.name], dtype=np.float64), (site.size,))
+            v = np.broadcast_to(np.asarray(values.get(site.name, np.nan), dtype=np.float64), (site.size,))
             if site.name in ("coef_trend", "gamma_seasonality", "coef_extra"):
                 u = v
             elif site.name == "expo_trend":
                 u = _logit(v - 0.5)
             elif site.name in ("lag_weight", "exponent", "ad_effect_retention_rate"):
                 u = _logit(v)
+            elif site.name == "level":
+                u = v if "level" in values else self._level(values)
             else:
                 u = np.log(v)
             z[self.slices[site.name]] = u
@@ -325,18 +351,59 @@ class NationalDensity:
             "coef_media": self.cost * hn,
             "roi": math.exp(self.roi_prior[0]),
         }
-        if self.coordinates == "roi" and self.media_prior != "roi":  # the ROI of the median coefficient
+        if self._in_roi and self.media_prior != "roi":  # the ROI of the median coefficient
             f, _, _ = self._media(self._constrain_one(self.unconstrain({**med, "roi": 1.0})))
             med["roi"] = med["coef_media"] * f.sum(axis=0) / self.roi_units
+        if self.coordinates == "level":
+            med["level"] = self._level(med)
         return med
+
+    def _trend(self, kappa: float) -> np.ndarray:
+        r"""Trend regressor :math:`t^\kappa` (0 at :math:`t = 0`)."""
+        return self._t_pos * np.exp(kappa * self.log_t)
+
+    def _rest_mean(self, p: dict[str, np.ndarray], linear: np.ndarray | None) -> float:
+        """:math:`M`: the window mean of the mean function without the intercept, for the
+        constrained values ``p`` and the seasonality and control coefficients ``linear``."""
+        m = float(np.sum(p["roi"] * self.roi_units)) / self.T
+        m += float(p["coef_trend"]) * float(self._trend(float(p["expo_trend"])).mean())
+        if linear is not None:
+            m += float(self._design_mean @ linear)
+        return m
+
+    def _linear_values(self, values: dict) -> np.ndarray | None:
+        if self._linear is None:
+            return None
+        names = [n for n in ("gamma_seasonality", "coef_extra") if n in self.slices]
+        return np.concatenate([np.broadcast_to(np.asarray(values[n], dtype=np.float64), (self.slices[n].stop
+                               - self.slices[n].start,)) for n in names])
+
+    def _level(self, values: dict) -> float:
+        """The level coordinate :math:`v` of constrained values (inverse of :meth:`_intercept`)."""
+        y = float(values["intercept"]) / LEVEL_SOFTNESS
+        rest = self._rest_mean({k: np.asarray(values[k]) for k in ("roi", "coef_trend", "expo_trend")},
+                               self._linear_values(values))
+        return rest + LEVEL_SOFTNESS * (y + math.log(-math.expm1(-y)))
+
+    @staticmethod
+    def _intercept(level: float, rest_mean: float) -> tuple[float, float]:
+        r"""Intercept :math:`s\,\mathrm{softplus}((v - M)/s)` and the log sigmoid of its
+        argument (the log-Jacobian :math:`\log\partial\alpha/\partial v`)."""
+        x = (float(level) - rest_mean) / LEVEL_SOFTNESS
+        return LEVEL_SOFTNESS * float(np.logaddexp(0.0, x)), -float(np.logaddexp(0.0, -x))
 
     def constrain(self, draws: np.ndarray) -> dict[str, np.ndarray]:
         """Constrained draws ``{site: (n, ...)}`` of unconstrained draws ``(n, dim)``, with
-        ``coef_media`` computed from ``roi`` when the ROI is the parameter."""
+        ``coef_media`` computed from ``roi`` when the ROI is the parameter, and ``intercept``
+        from the level in ``level`` coordinates."""
         draws = np.atleast_2d(draws)
         per = [self._constrain_one(z) for z in draws]
+        if self.coordinates == "level":
+            for z, p in zip(draws, per, strict=True):
+                p["intercept"] = np.asarray(self._intercept(p["level"], self._rest_mean(
+                    p, None if self._linear is None else z[self._linear]))[0])
         out = {k: np.stack([p[k] for p in per]) for k in per[0] if not k.startswith("_")}
-        if self.coordinates == "roi":
+        if self._in_roi:
             out["coef_media"] = np.stack([self._roi_beta(p)[0] for p in per])
         return out
 
@@ -418,7 +485,7 @@ class NationalDensity:
         s = self.slices
         p, (u_log, v_log, u_logit, sig, log_sig) = self._constrain_groups(z)
         grad = np.zeros(self.dim)
-        a, ct, kappa, sigma = p["intercept"], p["coef_trend"], p["expo_trend"], p["sigma"]
+        ct, kappa, sigma = p["coef_trend"], p["expo_trend"], p["sigma"]
         sk = kappa - 0.5
         # priors, with the log-Jacobians of the transforms (see _prior_groups)
         qv2, lv = self._log_q * v_log * v_log, self._log_l * v_log
@@ -433,7 +500,7 @@ class NationalDensity:
         # mean function
         f, log_f, backward = self._media(p)
         g_log_f_prior = 0.0
-        if self.coordinates == "roi":
+        if self._in_roi:
             # contribution = ROI * units * f / sum(f): the normalised shape, computed in log space
             top = log_f.max(axis=0)
             h = np.exp(log_f - top)
@@ -451,7 +518,13 @@ class NationalDensity:
         else:
             beta = p["coef_media"]
             media_term = f @ beta
-        trend = self._t_pos * np.exp(kappa * self.log_t)
+        trend = self._trend(kappa)
+        if self.coordinates == "level":  # alpha = s softplus((v - M) / s), HalfNormal(2) on alpha
+            a, log_jac = self._intercept(p["level"], self._rest_mean(p, None if self._linear is None else z[self._linear]))
+            jac = math.exp(log_jac)  # d alpha / d v, a sigmoid
+            lp += log_jac - 0.125 * a * a
+        else:
+            a = p["intercept"]
         mu = a + ct * trend + media_term
         if self._linear is not None:  # seasonality and controls: adjacent sites, one design matrix
             mu = mu + self._design @ z[self._linear]
@@ -460,12 +533,20 @@ class NationalDensity:
         lp += -self.T * z[s["sigma"]][0] - 0.5 * ss / (sigma * sigma)
         r = e / (sigma * sigma)  # dLL/dmu
         grad[s["sigma"]] += -self.T + ss / (sigma * sigma)
-        grad[s["intercept"]] += float(r.sum()) * a
+        if self.coordinates == "level":
+            # d log p / d v through alpha (likelihood and prior) and through the log-Jacobian.
+            # alpha depends on every other parameter through M = mean_t(rest_t), with
+            # d log p / d M = -g_v: so their gradients see the residual r - g_v / T.
+            g_v = (float(r.sum()) - 0.25 * a) * jac + (1.0 - jac) / LEVEL_SOFTNESS
+            grad[s["level"]] += g_v
+            r = r - g_v / self.T
+        else:
+            grad[s["intercept"]] += float(r.sum()) * a
         grad[s["coef_trend"]] += float(r @ trend)
         grad[s["expo_trend"]] += ct * float(r @ (trend * self.log_t)) * sk * (1.0 - sk)
         if self._linear is not None:
             grad[self._linear] += self._design.T @ r
-        if self.coordinates == "roi":
+        if self._in_roi:
             m = r @ h  # (C,)
             grad[s["roi"]] += scale * m
             g_log_f = h * scale[None, :] * (r[:, None] - m[None, :]) + g_log_f_prior
