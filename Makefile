@@ -15,7 +15,7 @@ export MMM_THREADS ?= 2
 export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
 
-.PHONY: help venv book test unit bench chapters-check chapters-quick nbval html book-tests browser-deps chapter status pages lock lint clean
+.PHONY: help venv peers-lwmm book test unit bench chapters-check chapters-quick nbval html book-tests browser-deps chapter status pages lock lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -32,6 +32,17 @@ $(STAMP): requirements.lock requirements-peers.lock pyproject.toml
 	@echo "==> $(VENV) ready ($$(du -sh $(VENV) | cut -f1))"
 
 venv: $(STAMP)  ## create .venv from the lock file (done by book and test)
+
+LWMM_VENV := .venv-lwmm
+LWMM_STAMP := $(LWMM_VENV)/.installed
+
+$(LWMM_STAMP): requirements-lwmm.lock
+	@echo "==> setting up $(LWMM_VENV): LightweightMMM 0.1.9 and its 2023 stack (about 2.5 GB)"
+	@test -x $(LWMM_VENV)/bin/python || $(PYTHON) -m venv $(LWMM_VENV)
+	@$(LWMM_VENV)/bin/python -m pip install --quiet --no-input -r requirements-lwmm.lock
+	@touch $(LWMM_STAMP)
+
+peers-lwmm: $(LWMM_STAMP)  ## the LightweightMMM 0.1.9 environment that Chapter 1 compares against (full profile)
 
 book: $(STAMP)  ## re-execute stale chapters and build the HTML in _build/html
 	@echo "==> executing stale chapters"

@@ -27,7 +27,7 @@ from multiprocessing import get_context
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-__all__ = ["NUTSResult", "sample_nuts", "warmup_windows", "split_rhat", "effective_sample_size"]
+__all__ = ["NUTSResult", "sample_nuts", "warmup_windows"]
 
 LogDensity = Callable[[np.ndarray], tuple[float, np.ndarray]]
 MAX_DELTA_H = 1000.0  # energy error that counts as a divergence (Stan, Pyro)
@@ -436,44 +436,3 @@ def _start_methods() -> list[str]:
     import multiprocessing
 
     return multiprocessing.get_all_start_methods()
-
-
-def split_rhat(x: np.ndarray) -> float:
-    """Split-:math:`\\hat R` (Gelman et al. 2013) of ``(chains, draws)``; NaN when too short."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[1] // 2
-    if n < 2:
-        return float("nan")
-    halves = np.concatenate([x[:, :n], x[:, -n:]], axis=0)
-    means = halves.mean(axis=1)
-    within = halves.var(axis=1, ddof=1).mean()
-    between = n * means.var(ddof=1)
-    if within <= 0:
-        return float("nan") if between > 0 else 1.0
-    var_plus = (n - 1) / n * within + between / n
-    return float(np.sqrt(var_plus / within))
-
-
-def effective_sample_size(x: np.ndarray) -> float:
-    """Effective sample size of ``(chains, draws)`` by Geyer's initial monotone sequence
-    (the estimator of Stan and ArviZ)."""
-    x = np.asarray(x, dtype=np.float64)
-    m, n = x.shape
-    if n < 4:
-        return float("nan")
-    xc = x - x.mean(axis=1, keepdims=True)
-    f = np.fft.rfft(xc, n=2 * n, axis=1)
-    acov = np.fft.irfft(f * np.conjugate(f), axis=1)[:, :n] / n
-    chain_var = acov[:, 0] * n / (n - 1.0)
-    mean_var = chain_var.mean()
-    var_plus = mean_var * (n - 1.0) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
-    if var_plus <= 0:
-        return float("nan")
-    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    # Geyer: sum pairs while positive, and make the pair sums monotone
-    pairs = rho[: 2 * (n // 2)].reshape(-1, 2).sum(axis=1)
-    k = int(np.argmax(pairs <= 0)) if np.any(pairs <= 0) else len(pairs)
-    pairs = np.minimum.accumulate(pairs[:k])
-    tau = -1.0 + 2.0 * pairs.sum()
-    return float(m * n / max(tau, 1.0 / np.log10(max(m * n, 10))))

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pyro
@@ -43,10 +44,12 @@ import torch
 from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 from pyro.infer.autoguide.initialization import init_to_median
+from torch.distributions import biject_to
 
 from mmmlib.data import MediaDataset
+from mmmlib.diagnostics import inference_data, summarize_draws
 from mmmlib.models.bayes_density import NationalDensity
-from mmmlib.nuts import effective_sample_size, sample_nuts, split_rhat
+from mmmlib.nuts import sample_nuts
 from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
 from mmmlib.vi import fit_advi
 
@@ -106,9 +109,9 @@ class Diagnostics:
     inference : str
         ``nuts`` or ``svi``.
     max_rhat : float
-        Largest split R-hat over all scalar parameters (NaN for SVI).
+        Largest rank-normalised split R-hat (ArviZ) over all scalar parameters (NaN for SVI).
     min_ess : float
-        Smallest effective sample size (NaN for SVI).
+        Smallest bulk or tail effective sample size (ArviZ; NaN for SVI).
     divergences : int
         Divergent transitions after warm-up, all chains (0 for SVI).
     num_draws : int
@@ -116,7 +119,8 @@ class Diagnostics:
     fit_seconds : float
         Wall time of inference.
     table : pandas.DataFrame
-        Per parameter: mean, sd, rhat, ess (NUTS).
+        Per parameter: mean, sd and (NUTS) rhat, ess_bulk, ess_tail, ess, mcse_mean
+        (:func:`mmmlib.diagnostics.summarize_draws`).
     mean_leapfrog : float
         Mean gradient evaluations per draw after warm-up (NumPy NUTS; NaN otherwise): the
         sampler's cost, set by the posterior's geometry.
@@ -372,7 +376,6 @@ class BayesianMMM:
             raise ValueError("backend='numpy' is implemented for national data only; use 'pyro'")
         if backend == "auto":
             backend = "pyro" if geo else "numpy"
-        self.backend_ = backend
         if coordinates is None:
             coordinates = "level" if self.media_prior == "roi" else "native"
         if coordinates not in ("native", "roi", "level"):
@@ -383,6 +386,28 @@ class BayesianMMM:
             raise ValueError(f"max_tree_depth must be in 1..15, got {max_tree_depth}")
         if chains < 1 or num_samples < 1 or num_warmup < 0:
             raise ValueError("chains and num_samples must be >= 1 and num_warmup >= 0")
+        # All or nothing: a fit that fails leaves the model as it was (no new scaling beside old
+        # draws). Pyro's parameters and the data are float64 whatever torch's default dtype is.
+        state = dict(self.__dict__)
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            return self._fit(
+                data, inference, backend, num_warmup, num_samples, chains, seed, svi_steps, svi_lr,
+                target_accept_prob, progress, max_tree_depth, coordinates,
+            )
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        finally:
+            torch.set_default_dtype(default_dtype)
+
+    def _fit(
+        self, data, inference, backend, num_warmup, num_samples, chains, seed, svi_steps, svi_lr,
+        target_accept_prob, progress, max_tree_depth, coordinates,
+    ) -> BayesianMMM:
+        self.backend_ = backend
         self._scales(data)
         prep = self._prepare(data)
         args = (prep.media, prep.controls, prep.seasonal, prep.t_index)
@@ -403,6 +428,8 @@ class BayesianMMM:
                 samples = self._run_advi_numpy(prep, svi_steps, svi_lr, num_samples * chains, seed, coordinates)
             else:
                 samples = self._run_svi(args, prep.target, svi_steps, svi_lr, num_samples * chains, progress)
+            self.posterior_ = {k: v.numpy()[None] for k, v in samples.items()}  # one "chain" of guide draws
+            self.sample_stats_ = {}
             table = pd.DataFrame(
                 {k: [float(v.mean()), float(v.std())] for k, v in samples.items()}, index=["mean", "sd"]
             ).T
@@ -410,6 +437,9 @@ class BayesianMMM:
         seconds = time.perf_counter() - t0
         if "roi" in samples and "coef_media" not in samples:
             samples["coef_media"] = self._roi_to_coef(prep, samples)
+            n_chains = next(iter(self.posterior_.values())).shape[0]
+            self.posterior_["coef_media"] = samples["coef_media"].numpy().reshape(n_chains, -1, *samples["coef_media"].shape[1:])
+        self.inference_ = inference
         self.samples_ = samples
         self.data_ = data
         n_draws = next(iter(samples.values())).shape[0]
@@ -457,22 +487,11 @@ class BayesianMMM:
             by_chain.append({k: v.detach() for k, v in mcmc.get_samples().items()})
             extra = mcmc.diagnostics()
             divergences += int(sum(len(v) for v in extra.get("divergences", {}).values()))
-        stacked = {k: torch.stack([s[k] for s in by_chain]) for k in by_chain[0]}  # (chains, draws, ...)
-        rows = {}
-        for name, v in stacked.items():
-            flat = v.reshape(v.shape[0], v.shape[1], -1)
-            for j in range(flat.shape[-1]):
-                x = flat[..., j]
-                label = name if flat.shape[-1] == 1 else f"{name}[{j}]"
-                rows[label] = {
-                    "mean": float(x.mean()),
-                    "sd": float(x.std()),
-                    "rhat": float(pyro.ops.stats.split_gelman_rubin(x)) if x.shape[1] > 3 else float("nan"),
-                    "ess": float(pyro.ops.stats.effective_sample_size(x)),
-                }
-        table = pd.DataFrame(rows).T
-        samples = {k: v.reshape((-1,) + tuple(v.shape[2:])) for k, v in stacked.items()}
-        return samples, table, divergences
+        stacked = {k: torch.stack([s[k] for s in by_chain]).numpy() for k in by_chain[0]}  # (chains, draws, ...)
+        self.posterior_ = stacked
+        self.sample_stats_ = {}
+        samples = {k: torch.as_tensor(v.reshape((-1,) + v.shape[2:])) for k, v in stacked.items()}
+        return samples, summarize_draws(stacked), divergences
 
     def density(self, data: MediaDataset, coordinates: str = "roi") -> NationalDensity:
         """The model's log density on ``data`` (national) as a NumPy function with gradient,
@@ -519,20 +538,14 @@ class BayesianMMM:
             if self.media_prior != "roi":
                 pc.pop("roi", None)
         stacked = {k: np.stack([pc[k] for pc in per_chain]) for k in per_chain[0]}  # (chains, draws, ...)
-        rows = {}
-        for name, v in stacked.items():
-            flat = v.reshape(v.shape[0], v.shape[1], -1)
-            for j in range(flat.shape[-1]):
-                x = flat[..., j]
-                label = name if flat.shape[-1] == 1 else f"{name}[{j}]"
-                rows[label] = {
-                    "mean": float(x.mean()),
-                    "sd": float(x.std()),
-                    "rhat": split_rhat(x),
-                    "ess": effective_sample_size(x),
-                }
+        self.posterior_ = stacked
+        self.sample_stats_ = {
+            "diverging": np.asarray(res.divergent, dtype=bool),
+            "tree_depth": np.asarray(res.tree_depth),
+            "n_steps": np.asarray(res.n_leapfrog),
+        }
         samples = {k: torch.as_tensor(v.reshape((-1,) + v.shape[2:])) for k, v in stacked.items()}
-        return samples, pd.DataFrame(rows).T, res.num_divergent
+        return samples, summarize_draws(stacked), res.num_divergent
 
     def _roi_to_coef(self, prep: _Prepared, samples: dict[str, torch.Tensor]) -> torch.Tensor:
         """``coef_media`` per draw from the sampled ROI (``media_prior="roi"``)."""
@@ -574,9 +587,18 @@ class BayesianMMM:
         for _ in iterator:
             losses.append(svi.step(*args, target=target))
         self.svi_losses_ = np.asarray(losses)
-        with torch.no_grad():  # the guide returns a dict of constrained latent draws per call
-            draws = [guide(*args) for _ in range(n_draws)]
-        return {k: torch.stack([d[k].detach() for d in draws]) for k in draws[0]}
+        with torch.no_grad():  # all draws at once: one batch from the Gaussian, then each site's bijection
+            latent = guide.get_posterior().sample((n_draws,))
+            out, pos = {}, 0
+            for name, site in guide.prototype_trace.iter_stochastic_nodes():
+                shape = tuple(guide._unconstrained_shapes[name])
+                size = math.prod(shape)
+                u = latent[:, pos : pos + size].reshape(n_draws, *shape)
+                out[name] = biject_to(site["fn"].support)(u).clone()
+                pos += size
+            if pos != latent.shape[-1]:
+                raise RuntimeError(f"guide latent has {latent.shape[-1]} coordinates, the sites {pos}")
+            return out
 
     # --------------------------------------------------------------- outputs
     def _check_fitted(self) -> None:
@@ -774,6 +796,33 @@ class BayesianMMM:
         """R-hat, ESS, divergences and fit time (see :class:`Diagnostics`)."""
         self._check_fitted()
         return self.diagnostics_
+
+    def to_inference_data(self) -> az.InferenceData:
+        """The posterior as an :class:`arviz.InferenceData`: every site with its chains (SVI: one
+        "chain" of guide draws), named dimensions (``channel``, ``geo``, ...), the sampler's
+        statistics (NumPy NUTS: ``diverging``, ``tree_depth``, ``n_steps``) and, as attributes,
+        the model, prior, inference and the mmmlib version. ``idata.to_netcdf(path)`` saves it."""
+        self._check_fitted()
+        from mmmlib import __version__
+
+        channels = list(self.data_.channels)
+        dims = {name: ["channel"] for name in (*TRANSFORM_SITES[self.model_name], "coef_media", "roi")}
+        coords: dict[str, list] = {"channel": channels}
+        if self.data_.geo is not None:
+            geos = list(pd.unique(self.data_.frame[self.data_.geo]))
+            coords["geo"] = geos
+            dims.update({k: ["geo"] for k in ("intercept", "sigma", "coef_trend", "seasonality_scale")})
+            dims["coef_media_geo"] = ["channel", "geo"]
+        if self.data_.controls:
+            coords["control"] = list(self.data_.controls)
+            dims["coef_extra"] = ["control"]
+        post = {k: v for k, v in self.posterior_.items()}
+        dims = {k: v for k, v in dims.items() if k in post and post[k].ndim == 2 + len(v)}
+        return inference_data(
+            post, self.sample_stats_ or None, dims=dims, coords=coords,
+            attrs=dict(model=self.model_name, media_prior=self.media_prior, inference=self.inference_,
+                       backend=self.backend_, mmmlib_version=__version__),
+        )
 
     def summary(self) -> dict[str, Any]:
         """Short description of the fitted model for tables."""
