@@ -13,7 +13,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-__all__ = ["inference_data", "summarize_draws"]
+__all__ = ["compare_draws", "inference_data", "summarize_draws"]
 
 
 def inference_data(
@@ -74,3 +74,51 @@ def summarize_draws(posterior: Mapping[str, np.ndarray]) -> pd.DataFrame:
                 "mcse_mean": float(az.mcse(x, method="mean")) if enough else float("nan"),
             }
     return pd.DataFrame(rows).T
+
+
+def compare_draws(
+    a: Mapping[str, np.ndarray],
+    b: Mapping[str, np.ndarray],
+    probs: tuple[float, ...] = (0.05, 0.95),
+) -> pd.DataFrame:
+    r"""Do two samplers' draws describe the same posterior, within Monte Carlo error?
+
+    For every scalar in the sites ``a`` and ``b`` share (draws shaped ``(chains, draws, ...)``),
+    and for the mean and each quantile in ``probs``: both estimates, their difference and the
+    combined Monte Carlo standard error :math:`\sqrt{\mathrm{MCSE}_a^2 + \mathrm{MCSE}_b^2}`
+    (ArviZ's MCSE of the mean and of quantiles, which account for autocorrelation), and
+    ``z``, the difference in units of that error. Two exact samplers of one posterior give
+    :math:`|z| \le 3` in all but about 0.3% of rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (parameter, statistic): ``estimate_a``, ``estimate_b``, ``difference``,
+        ``mcse``, ``z``.
+    """
+    rows = []
+    for name in a:
+        if name not in b:
+            continue
+        xa = np.asarray(a[name], dtype=np.float64)
+        xb = np.asarray(b[name], dtype=np.float64)
+        fa = xa.reshape(xa.shape[0], xa.shape[1], -1)
+        fb = xb.reshape(xb.shape[0], xb.shape[1], -1)
+        if fa.shape[-1] != fb.shape[-1]:
+            raise ValueError(f"site {name!r} has {fa.shape[-1]} values in a, {fb.shape[-1]} in b")
+        for j in range(fa.shape[-1]):
+            label = name if fa.shape[-1] == 1 else f"{name}[{j}]"
+            ya, yb = fa[..., j], fb[..., j]
+            stats_ = [("mean", None)] + [(f"q{round(100 * p):02d}", p) for p in probs]
+            for stat, p in stats_:
+                if p is None:
+                    ea, eb = float(ya.mean()), float(yb.mean())
+                    ma, mb = float(az.mcse(ya, method="mean")), float(az.mcse(yb, method="mean"))
+                else:
+                    ea, eb = float(np.quantile(ya, p)), float(np.quantile(yb, p))
+                    ma = float(az.mcse(ya, method="quantile", prob=p))
+                    mb = float(az.mcse(yb, method="quantile", prob=p))
+                mcse = float(np.hypot(ma, mb))
+                rows.append(dict(parameter=label, statistic=stat, estimate_a=ea, estimate_b=eb,
+                                 difference=ea - eb, mcse=mcse, z=(ea - eb) / mcse if mcse > 0 else float("nan")))
+    return pd.DataFrame(rows)

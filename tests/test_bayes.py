@@ -6,6 +6,8 @@ these tests check that the outputs are what they claim to be.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,3 +170,89 @@ def test_model_response_is_the_posterior_mean_curve(fitted, world):
     spend = world.truth.spend.mean().to_numpy()
     expected = sum(fitted.response_draws(ch, np.array([s]))[:, 0].mean() for ch, s in zip(world.truth.channels, spend, strict=True))
     assert model_response(fitted)(spend) == pytest.approx(expected, rel=1e-12)
+
+
+def test_nuts_diagnostics_are_arviz_and_export_as_inference_data(tmp_path):
+    import arviz as az
+
+    setup(0)
+    w = easy_world(seed=0, n_weeks=26)
+    m = BayesianMMM("adstock", media_prior="roi").fit(w.data, num_warmup=30, num_samples=40, chains=2, seed=0)
+    idata = m.to_inference_data()
+    assert idata.posterior["roi"].dims == ("chain", "draw", "channel")
+    assert list(idata.posterior["channel"].values) == list(w.truth.channels)
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 40
+    assert int(idata.sample_stats["diverging"].sum()) == m.diagnostics().divergences
+    # the diagnostics table is ArviZ's rank-normalised R-hat of the same draws
+    expected = float(az.rhat(idata, var_names=["sigma"])["sigma"])
+    assert m.diagnostics().table.loc["sigma", "rhat"] == pytest.approx(expected, rel=1e-9)
+    assert m.diagnostics().max_rhat == pytest.approx(float(m.diagnostics().table["rhat"].max()))
+    np.testing.assert_allclose(idata.posterior["coef_media"].values.reshape(80, -1), m.samples_["coef_media"].numpy())
+    path = tmp_path / "fit.nc"
+    idata.to_netcdf(path)
+    assert az.from_netcdf(path).posterior.attrs["model"] == "adstock"
+
+
+def test_svi_exports_one_chain_of_guide_draws(fitted, world):
+    idata = fitted.to_inference_data()
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 100
+    assert idata.posterior.attrs["inference"] == "svi"
+
+
+def test_a_failed_refit_leaves_the_model_as_it_was(world):
+    """fit() is all or nothing: a refit that fails keeps the old scaling with the old draws."""
+    setup(0)
+    m = BayesianMMM("adstock").fit(world.data, inference="svi", svi_steps=50, num_samples=20, chains=1, seed=0)
+    before = m.roi()
+    other = easy_world(seed=9, n_weeks=52)
+    frame = other.data.frame.copy()
+    frame["sales"] = frame["sales"] * 5.0
+    bigger = dataclasses.replace(other.data, frame=frame)
+    with pytest.raises(ValueError, match="svi_steps|num_samples|chains"):
+        m.fit(bigger, inference="svi", svi_steps=50, num_samples=0, chains=1)
+    pd.testing.assert_frame_equal(m.roi(), before)
+
+    class Boom(RuntimeError):
+        pass
+
+    def explode(*args, **kwargs):
+        raise Boom("interrupted")
+
+    m._run_advi_numpy = explode  # fails after the new data were scaled
+    with pytest.raises(Boom):
+        m.fit(bigger, inference="svi", svi_steps=50, num_samples=20, chains=1)
+    pd.testing.assert_frame_equal(m.roi(), before)
+
+
+def test_geo_svi_runs_under_a_float32_default_dtype():
+    """A user who never called mmmlib.runtime.setup has torch's float32 default: the geo model
+    (Pyro's SVI) must still fit, in float64."""
+    w = easy_world(seed=1, n_weeks=30, n_geos=3)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        m = BayesianMMM("hill_adstock").fit(w.data, inference="svi", svi_steps=30, num_samples=20, chains=1, seed=0)
+        assert torch.get_default_dtype() == torch.float32
+    finally:
+        torch.set_default_dtype(old)
+    assert m.samples_["coef_media_geo"].dtype == torch.float64
+    assert m.samples_["coef_media_geo"].shape == (20, 4, 3)
+    assert np.isfinite(m.roi().to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(inference="svi", svi_lr=-1.0), "svi_lr"), (dict(inference="svi", svi_steps=0), "svi_steps"),
+     (dict(target_accept_prob=1.5), "target_accept_prob")],
+)
+def test_bad_fit_arguments_are_named(world, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BayesianMMM().fit(world.data, **kwargs)
+
+
+@pytest.mark.parametrize(("column", "match"), [("sales", "target column 'sales'"), ("spend_search", "channel 'search' has no spend")])
+def test_degenerate_data_is_refused(world, column, match):
+    frame = world.data.frame.copy()
+    frame[column] = 0.0
+    with pytest.raises(ValueError, match=match):
+        BayesianMMM().fit(dataclasses.replace(world.data, frame=frame), inference="svi", svi_steps=10)

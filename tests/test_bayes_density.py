@@ -19,7 +19,8 @@ def world():
 
 
 def _density(world, model, prior, coordinates="native"):
-    mmm = BayesianMMM(model, media_prior=prior)
+    """The density on the unit trend index (the raw index is a change of variables, tested below)."""
+    mmm = BayesianMMM(model, media_prior=prior, trend_index="unit")
     return mmm, mmm.density(world.data, coordinates="roi" if prior == "roi" else coordinates)
 
 
@@ -165,3 +166,52 @@ def test_bad_options_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NationalDensity("adstock", np.ones((5, 1)), np.zeros((5, 0)), np.zeros((5, 0)), np.arange(5.0),
                         np.ones(5), np.ones(1), roi_units=np.ones(1), **kwargs)
+
+
+@pytest.mark.parametrize(("prior", "coordinates"), [("cost", "native"), ("cost", "roi"), ("roi", "level")])
+def test_raw_trend_index_gradient_matches_finite_differences(world, prior, coordinates):
+    """LightweightMMM's integer trend index, sampled as the trend on t / T (trend_base = T)."""
+    d = BayesianMMM("hill_adstock", media_prior=prior, trend_index="raw").density(world.data, coordinates=coordinates)
+    assert d.log_b == pytest.approx(np.log(world.data.n_times))
+    z = np.random.default_rng(2).normal(scale=0.5, size=d.dim)
+    lp, grad = d(z)
+    fd = np.array([(d(z + 1e-6 * e)[0] - d(z - 1e-6 * e)[0]) / 2e-6 for e in np.eye(d.dim)])
+    assert np.isfinite(lp)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("prior", ["cost", "roi"])
+def test_raw_trend_index_is_a_change_of_variables_of_the_pyro_model(world, prior):
+    r"""With the raw index the density samples tau = coef_trend * T^kappa: it equals Pyro's density
+    of coef_trend = tau T^-kappa times the Jacobian T^-kappa, up to a constant."""
+    mmm = BayesianMMM("hill_adstock", media_prior=prior, trend_index="raw")
+    d = mmm.density(world.data, coordinates="roi")
+    prep = mmm._prepare(world.data)
+    assert float(prep.t_index.max()) == world.data.n_times - 1  # Pyro's program sees the raw index
+    _, potential_fn, _, _ = initialize_model(
+        mmm._model, model_args=(prep.media, prep.controls, prep.seasonal, prep.t_index), model_kwargs={"target": prep.target},
+    )
+    rng = np.random.default_rng(3)
+    log_b = np.log(world.data.n_times)
+    gaps = []
+    for _ in range(3):
+        z = rng.normal(scale=0.4, size=d.dim)
+        c = d.constrain(z)
+        kappa = float(c["expo_trend"][0])
+        params = {s.name: torch.as_tensor(z[d.slices[s.name]]).reshape(() if s.size == 1 and s.name in (
+            "intercept", "coef_trend", "expo_trend", "sigma") else (-1,)) for s in d.sites}
+        params["coef_trend"] = torch.as_tensor(float(c["coef_trend"][0]))
+        if prior != "roi":  # Pyro samples log coef_media, not log ROI (unit Jacobian shear)
+            params.pop("roi")
+            params["coef_media"] = torch.as_tensor(np.log(c["coef_media"][0]))
+        np.testing.assert_allclose(c["coef_trend"][0], z[d.slices["coef_trend"]][0] * np.exp(-kappa * log_b))
+        gaps.append(d(z)[0] + float(potential_fn(params)) + kappa * log_b)
+    assert max(gaps) - min(gaps) < 1e-8 * max(1.0, abs(gaps[0]))
+
+
+def test_raw_trend_round_trip(world):
+    mmm = BayesianMMM("adstock", trend_index="raw")
+    d = mmm.density(world.data, coordinates="native")
+    values = {**d.prior_median(), "coef_trend": 0.003, "expo_trend": 1.2}
+    back = d.constrain(d.unconstrain(values))
+    assert back["coef_trend"][0] == pytest.approx(0.003) and back["expo_trend"][0] == pytest.approx(1.2)

@@ -10,7 +10,7 @@ The simulation runs the Pyro program of :class:`~mmmlib.models.bayes.BayesianMMM
 (``target`` unobserved), while the fits use the NumPy density and the book's own NUTS and VI:
 a density that disagreed with the program would fail the check as surely as a wrong sampler.
 The media, controls and spend are those of a simulated world; only the parameters and the target
-are drawn, in the model's scaled units. See Chapter 8.
+are drawn, in the model's scaled units. See Chapter 7.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mmmlib.data import MediaDataset
 from mmmlib.models.bayes import TRANSFORM_SITES, BayesianMMM, media_transform
 
-__all__ = ["SBCSettings", "SBCResult", "run_sbc", "simulate_from_prior", "uniformity"]
+__all__ = ["KIND_LABELS", "SBCSettings", "SBCResult", "plot_rank_histograms", "run_sbc", "simulate_from_prior", "uniformity"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +209,52 @@ def uniformity(result: SBCResult, alpha: float = 0.01) -> pd.DataFrame:
     n_tests = out.groupby("inference")["parameter"].transform("count")
     out["rejected"] = out["p_value"] < alpha / n_tests
     return out
+
+
+def _kind(parameter: str) -> str:
+    return parameter.split("[")[0]
+
+
+KIND_LABELS = {
+    "roi": "ROI",
+    "lag_weight": "adstock decay",
+    "half_max_effective_concentration": "Hill half-saturation",
+    "slope": "Hill slope",
+    "exponent": "power",
+    "ad_effect_retention_rate": "carry-over retention",
+    "peak_effect_delay": "peak delay",
+}
+
+
+def plot_rank_histograms(result: SBCResult):
+    """Rank histograms, one panel per (inference, kind of parameter), channels pooled, with the
+    99% band of a bin's count under uniform ranks (binomial) shaded."""
+    import matplotlib.pyplot as plt
+
+    s = result.settings
+    L = s.ranks_of
+    ranks = result.ranks.assign(kind=result.ranks["parameter"].map(_kind))
+    arms = list(pd.unique(ranks["inference"]))
+    kinds = list(pd.unique(ranks["kind"]))
+    fig, axes = plt.subplots(len(arms), len(kinds), figsize=(2.3 * len(kinds) + 0.6, 2.3 * len(arms) + 0.6),
+                             sharex=True, squeeze=False)
+    for i, arm in enumerate(arms):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            r = ranks[(ranks["inference"] == arm) & (ranks["kind"] == kind)]["rank"].to_numpy()
+            counts = np.bincount(r * s.bins // (L + 1), minlength=s.bins)
+            n = len(r)
+            lo, hi = stats.binom.ppf([0.005, 0.995], n, 1.0 / s.bins)
+            ax.axhspan(lo, hi, color="0.85", zorder=0)
+            ax.axhline(n / s.bins, color="0.5", lw=1, zorder=1)
+            ax.bar((np.arange(s.bins) + 0.5) / s.bins, counts, width=0.9 / s.bins, color="C0" if arm == "NUTS" else "C1",
+                   zorder=2)
+            ax.set_xlim(0, 1)
+            ax.set_title(f"{arm}: {KIND_LABELS.get(kind, kind)}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel("fits per bin")
+            if i == len(arms) - 1:
+                ax.set_xlabel("rank of the truth / L")
+    fig.suptitle(f"Rank of the true value among {L} posterior draws, {s.replications} simulated data sets "
+                 "(grey: 99% band of a uniform rank)", fontsize=11)
+    return fig

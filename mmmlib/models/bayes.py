@@ -171,11 +171,15 @@ class BayesianMMM:
         data only): the ROI itself is the parameter, :math:`\\mathrm{ROI}_m \\sim
         \\mathrm{LogNormal}(\\mu, s)` (Meridian's default :math:`(0.2, 0.9)`), and
         :math:`\\beta_m` is the coefficient that gives this ROI over the training window.
-    trend_index : str
+    trend_index : str, optional
         ``raw``: the trend is :math:`t^\\kappa` on the integer index :math:`t = 0, 1, \\dots`
-        (LightweightMMM; the coefficient must then be of order :math:`10^{-3}` and NUTS
-        struggles); ``unit`` (default): :math:`t` divided by the training length, so the
-        :math:`\\mathcal N(0, 1)` prior is on the scale of the data.
+        (LightweightMMM's model: its :math:`\\mathcal N(0, 1)` coefficient leaves the trend
+        almost unconstrained, since :math:`t^\\kappa` reaches :math:`T^\\kappa`); ``unit``:
+        :math:`t` divided by the training length, so the prior keeps the trend within about one
+        mean target over the window. Default: ``raw`` for the cost and flat priors (the port of
+        LightweightMMM agrees with the original only with it; Chapter 1), ``unit`` for the ROI
+        prior. The NumPy backend samples either as the trend on :math:`t/T` (see
+        :class:`~mmmlib.models.bayes_density.NationalDensity`, ``trend_base``).
     roi_prior : tuple of float
         :math:`(\\mu, s)` of the LogNormal ROI prior (``media_prior="roi"``).
 
@@ -193,7 +197,7 @@ class BayesianMMM:
         seasonality_period: float = 52.0,
         weekday_seasonality: bool = False,
         media_prior: str = "cost",
-        trend_index: str = "unit",
+        trend_index: str | None = None,
         roi_prior: tuple[float, float] = (0.2, 0.9),
     ) -> None:
         if model not in MODELS:
@@ -208,6 +212,8 @@ class BayesianMMM:
         self.seasonality_degrees = int(seasonality_degrees)
         self.seasonality_period = float(seasonality_period)
         self.weekday_seasonality = bool(weekday_seasonality)
+        if trend_index is None:
+            trend_index = "unit" if media_prior == "roi" else "raw"
         if trend_index not in ("raw", "unit"):
             raise ValueError(f"trend_index must be 'raw' or 'unit', got {trend_index!r}")
         self.trend_index = trend_index
@@ -227,6 +233,13 @@ class BayesianMMM:
         if np.any(self.media_scale_ <= 0):
             bad = data.channels[int(np.flatnonzero((self.media_scale_ <= 0).reshape(len(data.channels), -1).any(1))[0])]
             raise ValueError(f"channel {bad!r} has no media in the training data: cannot scale it")
+        if not np.all(np.isfinite(y)) or np.any(y.reshape(y.shape[0], -1).mean(axis=0) <= 0):
+            raise ValueError(f"target column {data.target!r} must be finite with a positive mean (in every geo): "
+                             "the model divides it by its mean")
+        total_spend = _weekly_spend(spend).sum(axis=0)
+        if np.any(total_spend <= 0):
+            bad = data.channels[int(np.flatnonzero(total_spend <= 0)[0])]
+            raise ValueError(f"channel {bad!r} has no spend in the training data: its ROI and cost prior are undefined")
         self.target_scale_ = y.mean(axis=0)  # scalar or (G,)
         self.n_train_ = float(data.n_times)
         self.control_mean_ = ctrl.mean(axis=0)
@@ -386,6 +399,10 @@ class BayesianMMM:
             raise ValueError(f"max_tree_depth must be in 1..15, got {max_tree_depth}")
         if chains < 1 or num_samples < 1 or num_warmup < 0:
             raise ValueError("chains and num_samples must be >= 1 and num_warmup >= 0")
+        if not 0.0 < target_accept_prob < 1.0:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+        if inference == "svi" and not (svi_steps >= 1 and math.isfinite(svi_lr) and svi_lr > 0):
+            raise ValueError(f"svi_steps must be >= 1 and svi_lr a positive number, got {svi_steps} and {svi_lr}")
         # All or nothing: a fit that fails leaves the model as it was (no new scaling beside old
         # draws). Pyro's parameters and the data are float64 whatever torch's default dtype is.
         state = dict(self.__dict__)
@@ -501,18 +518,23 @@ class BayesianMMM:
         return self._density(prep, coordinates)
 
     def _density(self, prep: _Prepared, coordinates: str = "roi") -> NationalDensity:
+        # LightweightMMM's raw index is sampled as the trend on t / T, with the prior that its
+        # Normal(0, 1) coefficient on t implies (NationalDensity's trend_base): the same posterior,
+        # without the curved ridge between a coefficient of order 1e-3 and its exponent.
+        base = self.n_train_ if self.trend_index == "raw" else 1.0
         return NationalDensity(
             self.model_name,
             prep.media.numpy(),
             prep.controls.numpy(),
             prep.seasonal.numpy(),
-            prep.t_index.numpy(),
+            prep.t_index.numpy() / base,
             prep.target.numpy(),
             self.cost_prior_,
             media_prior=self.media_prior,
             roi_units=self.roi_units_,
             roi_prior=self.roi_prior,
             coordinates=coordinates,
+            trend_base=base,
         )
 
     def _run_nuts_numpy(

@@ -150,6 +150,13 @@ class NationalDensity:
         ``roi`` (sample log ROI; the default), ``level`` (log ROI, and the window mean of the
         mean function instead of the log intercept) or ``native`` (sample log
         ``coef_media``, as LightweightMMM does; ``cost``/``flat`` only). The posterior is the same.
+    trend_base : float
+        :math:`b \ge 1`. The trend is sampled as its value :math:`\tau` on the index
+        ``t_index`` (which the caller has divided by :math:`b`), and ``coef_trend`` is
+        :math:`\tau b^{-\kappa}`, the coefficient of :math:`(b\,t)^{\kappa}` with its
+        Normal(0, 1) prior. :math:`b = 1` is the plain model on ``t_index``; LightweightMMM's
+        integer index :math:`t = 0, 1, \dots` is ``t_index = t / b`` with :math:`b = T`
+        (see :data:`trend coordinates <NationalDensity>` in the module notes).
     """
 
     def __init__(
@@ -165,6 +172,7 @@ class NationalDensity:
         roi_units: np.ndarray | None = None,
         roi_prior: tuple[float, float] = (0.2, 0.9),
         coordinates: str = "roi",
+        trend_base: float = 1.0,
     ) -> None:
         if model not in ("adstock", "hill_adstock", "carryover"):
             raise ValueError(f"model must be adstock, hill_adstock or carryover, got {model!r}")
@@ -182,6 +190,9 @@ class NationalDensity:
         self.z_ctrl = np.asarray(controls, dtype=np.float64).reshape(len(self.x), -1)
         self.seasonal = np.asarray(seasonal, dtype=np.float64).reshape(len(self.x), -1)
         self.t = np.asarray(t_index, dtype=np.float64)
+        if not trend_base >= 1.0:
+            raise ValueError(f"trend_base must be >= 1, got {trend_base}")
+        self.log_b = math.log(trend_base)
         self.y = np.asarray(target, dtype=np.float64)
         self.cost = np.asarray(cost_prior, dtype=np.float64)
         self.media_prior = media_prior
@@ -252,7 +263,7 @@ class NationalDensity:
         gamma = ("sigma", "half_max_effective_concentration", "slope")
         beta = {"expo_trend": (1.0, 1.0), "lag_weight": (2.0, 1.0), "exponent": (9.0, 1.0),
                 "ad_effect_retention_rate": (1.0, 1.0)}
-        normal = {"coef_trend": (0.0, 1.0), "gamma_seasonality": (0.0, 1.0), "coef_extra": (0.0, 1.0),
+        normal = {"coef_trend": (0.0, math.inf), "gamma_seasonality": (0.0, 1.0), "coef_extra": (0.0, 1.0),
                   "level": (0.0, math.inf)}
         log_idx, log_q, log_l, log_jac, logit_idx, logit_a, logit_b, id_idx, id_mu, id_prec = ([] for _ in range(10))
         self._where: dict[str, tuple[str, slice]] = {}  # site -> (group, slice in the group)
@@ -316,6 +327,9 @@ class NationalDensity:
     def unconstrain(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """The unconstrained vector of a dict of constrained values (e.g. prior medians)."""
         z = np.zeros(self.dim)
+        if "coef_trend" in values and "expo_trend" in values:  # the model's coefficient -> the trend tau
+            values = {**values, "coef_trend": np.asarray(values["coef_trend"]) * np.exp(
+                np.asarray(values["expo_trend"]) * self.log_b)}
         for site in self.sites:
             v = np.broadcast_to(np.asarray(values.get(site.name, np.nan), dtype=np.float64), (site.size,))
             if site.name in ("coef_trend", "gamma_seasonality", "coef_extra"):
@@ -403,6 +417,7 @@ class NationalDensity:
                 p["intercept"] = np.asarray(self._intercept(p["level"], self._rest_mean(
                     p, None if self._linear is None else z[self._linear]))[0])
         out = {k: np.stack([p[k] for p in per]) for k in per[0] if not k.startswith("_")}
+        out["coef_trend"] = out["coef_trend"] * np.exp(-out["expo_trend"] * self.log_b)  # the model's site
         if self._in_roi:
             out["coef_media"] = np.stack([self._roi_beta(p)[0] for p in per])
         return out
@@ -496,6 +511,11 @@ class NationalDensity:
         dev = z[self._id_idx] - self._id_mu
         lp -= 0.5 * float(dev @ (self._id_prec * dev))
         grad[self._id_idx] = -self._id_prec * dev
+        # trend tau ~ Normal(0, b^kappa): coef_trend = tau b^-kappa ~ Normal(0, 1), Jacobian b^-kappa
+        w = math.exp(-2.0 * kappa * self.log_b)
+        lp += -0.5 * ct * ct * w - kappa * self.log_b
+        grad[s["coef_trend"]] += -ct * w
+        grad[s["expo_trend"]] += (ct * ct * w - 1.0) * self.log_b * sk * (1.0 - sk)
 
         # mean function
         f, log_f, backward = self._media(p)
