@@ -28,6 +28,7 @@ import argparse
 import ast
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -95,6 +96,8 @@ class Project:
 
     def chapter(self, ident: str) -> Chapter:
         """Find a chapter by number (``01``, ``1``) or full name (``01_bayes``)."""
+        if not ident or not ident.strip():
+            raise ValueError("chapter: give a number (01) or a name (01_baselines), not an empty string")
         for ch in self.chapters():
             if ident == ch.name or ident.zfill(2) == ch.number:
                 return ch
@@ -598,6 +601,28 @@ def _cite_page(project: Project, titles: Mapping[str, str], docs: Mapping[str, A
 
 
 # ---------------------------------------------------------------------- CLI
+def _check_run(project: Project, chapter: Chapter, params: Mapping[str, Any], force: bool = False) -> None:
+    """Refuse, before anything runs, what would give a wrong or half-written ``book/``: a bad
+    profile or seed, a quick run over a full chapter (without ``force``), an unwritable folder."""
+    if params.get("profile") not in ("quick", "full"):
+        raise ValueError(f"parameter 'profile' must be 'quick' or 'full', got {params.get('profile')!r}")
+    seed = params.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"parameter 'seed' must be a non-negative integer, got {seed!r}")
+    executed = project.executed / f"{chapter.name}.ipynb"
+    if params["profile"] == "quick" and not force and executed.is_file():
+        recorded = nbformat.read(executed, as_version=4).metadata.get(META_KEY, {}).get("parameters", {})
+        if recorded.get("profile") == "full":
+            raise ValueError(f"{chapter.name}: book/ holds the full-profile chapter; a quick run would replace "
+                             "the book's numbers (use --force to do it anyway, or 'quick --out DIR' to run elsewhere)")
+    for folder in (project.executed, project.results):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: the chapter would run and then fail to save")
+        probe = folder if folder.is_dir() else folder.parent
+        if not os.access(probe, os.W_OK):
+            raise ValueError(f"cannot write to {folder}: the chapter would run and then fail to save")
+
+
 def _parse_value(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -615,6 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--profile", choices=("quick", "full"), default=None)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("--force", action="store_true",
+                     help="let a quick-profile run replace a full-profile chapter in book/")
     sub.add_parser("status", help="profile, seed, runtime and staleness of every chapter")
     sub.add_parser("check", help="exit 1 if an executed chapter is missing or stale")
     sub.add_parser("stale", help="rerun every stale or missing chapter")
@@ -626,6 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     project = Project(Path(args.root).resolve() if args.root else repo_root())
     try:
+        if not project.sources.is_dir() or not project.chapters():
+            raise ValueError(f"{project.root} is not a mmm-thesis checkout: no chapters/NN_*.ipynb there")
         if args.cmd == "run":
             ch = project.chapter(args.chapter)
             params = recorded_parameters(project, ch)
@@ -635,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 params["seed"] = args.seed
             for name, value in args.param:
                 params[name] = _parse_value(value)
+            _check_run(project, ch, params, force=args.force)
             execute_chapter(project, ch, params)
         elif args.cmd == "status":
             print(f"{'chapter':<24}{'state':<9}{'profile':<9}{'seed':<6}{'runtime':>9}  hardware")

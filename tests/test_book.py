@@ -201,3 +201,56 @@ def test_cells_recording_timings_are_left_out_of_nbval():
     _strip_volatile(nb)
     assert nb.cells[0].metadata["tags"] == ["remove-cell", "nbval-ignore-output"]
     assert "nbval-ignore-output" not in nb.cells[1].metadata.get("tags", [])
+
+
+def test_runner_refuses_what_would_give_a_wrong_book(tmp_path, capsys):
+    """Checked before anything runs: an empty chapter name (it used to match chapter 00), a
+    non-integer or boolean seed, a root that is not a checkout, a quick run over a full chapter."""
+    assert main(["--root", str(tmp_path / "nonexistent"), "check"]) == 1
+    assert "not a mmm-thesis checkout" in capsys.readouterr().err
+    project = make_project(tmp_path / "proj")
+    for argv, message in [
+        (["run", ""], "empty string"),
+        (["run", "01", "-p", "seed", "True"], "seed"),
+        (["run", "01", "-p", "seed", "1.5"], "seed"),
+        (["run", "01", "--profile", "medium"], "invalid choice"),
+    ]:
+        try:
+            code = main(["--root", str(project.root), *argv])
+        except SystemExit as err:  # argparse's own refusal
+            code = err.code
+        assert code not in (0, None), argv
+        assert message in capsys.readouterr().err, argv
+    assert not (project.root / "book").exists()
+
+
+def test_a_quick_run_does_not_replace_a_full_chapter(tmp_path, capsys):
+    project = make_project(tmp_path)
+    ch = project.chapter("01")
+    execute_chapter(project, ch, {"profile": "full", "seed": 0}, log=False)
+    before = (project.executed / "01_toy.ipynb").read_bytes()
+    assert main(["--root", str(project.root), "run", "01", "--profile", "quick"]) == 1
+    assert "full-profile chapter" in capsys.readouterr().err
+    assert (project.executed / "01_toy.ipynb").read_bytes() == before
+    assert main(["--root", str(project.root), "run", "01", "--profile", "quick", "--force"]) == 0
+
+
+def test_an_unwritable_book_is_refused_before_running(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere: mimic it by a results path that is a file
+        project = make_project(tmp_path)
+        (project.root / "book").mkdir()
+        (project.root / "book" / "results").write_text("not a folder")
+        assert main(["--root", str(project.root), "run", "01"]) == 1
+        assert "book/results" in capsys.readouterr().err
+        return
+    project = make_project(tmp_path)
+    (project.root / "book" / "chapters").mkdir(parents=True)
+    (project.root / "book" / "results").mkdir()
+    (project.root / "book" / "results").chmod(0o500)
+    try:
+        assert main(["--root", str(project.root), "run", "01"]) == 1
+        assert "cannot write" in capsys.readouterr().err
+    finally:
+        (project.root / "book" / "results").chmod(0o700)
