@@ -15,7 +15,7 @@ import pandas as pd
 from mmmlib.diagnostics import compare_draws
 from mmmlib.models.bayes import BayesianMMM
 from mmmlib.models.bayes import _weekly_spend as weekly_spend
-from mmmlib.peers.lightweightmmm import run_lightweightmmm
+from mmmlib.peers.lightweightmmm import LightweightRun, run_lightweightmmm
 from mmmlib.simulate.media import SimulatedWorld
 
 __all__ = ["AGREEMENT_Z", "Agreement", "compare_with_lightweightmmm", "roi_draws_by_chain"]
@@ -32,6 +32,8 @@ class Agreement:
 
     Attributes
     ----------
+    original : LightweightRun
+        LightweightMMM's posterior.
     table : pandas.DataFrame
         Per channel and statistic (``mean``, ``q05``, ``q95`` of ROI): both estimates, the
         difference, the combined MCSE and ``z``.
@@ -43,6 +45,7 @@ class Agreement:
     world: str
     model: str
     table: pd.DataFrame
+    original: LightweightRun
     port_seconds: float
     original_seconds: float
     port_divergences: int
@@ -65,28 +68,32 @@ def roi_draws_by_chain(mmm: BayesianMMM, chains: int) -> np.ndarray:
 
 
 def compare_with_lightweightmmm(
+    port: BayesianMMM,
     world: SimulatedWorld,
-    model: str = "hill_adstock",
     num_warmup: int = 1000,
     num_samples: int = 1000,
     chains: int = 2,
     seed: int = 0,
 ) -> Agreement:
-    """Fit the port (NumPy NUTS, cost prior, raw trend index) and LightweightMMM 0.1.9 to the
-    world's data and compare their ROI posteriors (raises
-    :class:`~mmmlib.peers.lightweightmmm.PeerUnavailable` without the peer environment)."""
-    original = run_lightweightmmm(world.data, model=model, num_warmup=num_warmup, num_samples=num_samples,
-                                  chains=chains, seed=seed)
-    port = BayesianMMM(model=model, media_prior="cost", trend_index="raw").fit(
-        world.data, num_warmup=num_warmup, num_samples=num_samples, chains=chains, seed=seed
-    )
+    """Fit LightweightMMM 0.1.9 to the world's data with the settings of the fitted ``port``
+    (a cost-prior :class:`BayesianMMM` fitted by NUTS with ``chains`` chains) and compare their
+    ROI posteriors. Raises :class:`~mmmlib.peers.lightweightmmm.PeerUnavailable` without the
+    peer environment, and ``ValueError`` for a port that is not LightweightMMM's model."""
+    if port.media_prior != "cost" or port.trend_index != "raw":
+        raise ValueError("the port must use LightweightMMM's model: media_prior='cost', trend_index='raw'")
+    if port.diagnostics().inference != "nuts":
+        raise ValueError("compare a NUTS fit of the port")
+    original = run_lightweightmmm(world.data, model=port.model_name, num_warmup=num_warmup,
+                                  num_samples=num_samples, chains=chains, seed=seed,
+                                  degrees_seasonality=port.seasonality_degrees,
+                                  seasonality_frequency=int(round(port.seasonality_period)))
     channels = list(world.data.channels)
     table = compare_draws({"roi": roi_draws_by_chain(port, chains)}, {"roi": original.roi_draws})
     table["channel"] = [channels[int(p.split("[")[1].rstrip("]"))] for p in table["parameter"]]
     table = table.rename(columns={"estimate_a": "port", "estimate_b": "original"})
     table = table[["channel", "statistic", "port", "original", "difference", "mcse", "z"]]
     return Agreement(
-        world=world.config.name, model=model, table=table,
+        world=world.config.name, model=port.model_name, table=table, original=original,
         port_seconds=port.diagnostics().fit_seconds, original_seconds=original.seconds,
         port_divergences=port.diagnostics().divergences, original_divergences=original.divergences,
     )
