@@ -27,8 +27,6 @@ warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="se
 warnings.filterwarnings("ignore", message=".*vert: bool will be deprecated.*")
 # Pyro's JIT-compiled NUTS potential uses torch.jit.trace, which torch 2.13 marks deprecated.
 warnings.filterwarnings("ignore", message=".*torch.jit.trace. is deprecated.*")
-# ArviZ 0.23 announces its 1.0 refactor with a FutureWarning at import (stderr of every chapter).
-warnings.filterwarnings("ignore", message="\\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 __version__ = "0.1.0"
 

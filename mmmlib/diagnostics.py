@@ -7,11 +7,16 @@ effective sample size), not estimators of our own.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
-import arviz as az
 import numpy as np
 import pandas as pd
+
+# ArviZ 0.23 announces its 1.0 refactor with a FutureWarning at import (stderr of every chapter).
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
+
+import arviz as az  # noqa: E402
 
 __all__ = ["compare_draws", "inference_data", "summarize_draws"]
 
