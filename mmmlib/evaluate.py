@@ -16,8 +16,9 @@ from mmmlib.data import MediaDataset
 from mmmlib.metrics import coverage, mae, mape
 from mmmlib.models.bayes import BayesianMMM
 from mmmlib.simulate.media import GroundTruth, SimulatedWorld
+from mmmlib.transforms import adstock, fourier_features, hill
 
-__all__ = ["FitSpec", "roi_table", "score_fit", "fit_and_score", "holdout_score"]
+__all__ = ["FitSpec", "roi_table", "score_fit", "fit_and_score", "holdout_score", "oracle_roi"]
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,68 @@ def holdout_score(mmm: BayesianMMM, train: MediaDataset, test: MediaDataset, lev
         "holdout_mape": mape(pred["mean"].to_numpy(), y),
         "holdout_coverage": coverage(pred["lo_obs"].to_numpy(), pred["hi_obs"].to_numpy(), y),
     }
+
+
+def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
+    r"""ROI of an analyst who knows the world's structure: what the data alone can tell.
+
+    The analyst knows every channel's true media transform (adstock decay, Hill half-saturation and
+    slope) and the form of the baseline (intercept, linear trend, the world's yearly harmonics,
+    controls), so sales are linear in known features, and that media effects are not negative. With
+    a flat prior, the posterior of the media coefficients is the least-squares Gaussian
+    :math:`\mathcal N(\hat\beta, \hat\sigma^2 (X^\top X)^{-1})` restricted to
+    :math:`\beta \ge 0` (drawn by rejection). What remains of the ROI error is noise and
+    collinearity: a floor for any method that reads these data. ROI is
+    :math:`\beta_m \sum_t f_m(t) / \sum_t \text{spend}_m(t)`; reported are its posterior median
+    and central ``level`` interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per channel: ``true``, ``median``, ``lo``, ``hi``, ``covered``, ``abs_pct_error`` (the
+        columns of :func:`roi_table`), and ``ols``, the unrestricted least-squares ROI.
+    """
+    data, truth = world.data, world.truth
+    if data.geo is not None:
+        raise ValueError("oracle_roi: national worlds only")
+    p = truth.params.reindex(list(data.channels))
+    x = data.media_array() / p["media_scale"].to_numpy(copy=True)[None, :]
+    f = hill(adstock(x, p["decay"].to_numpy(copy=True)), p["half_saturation"].to_numpy(copy=True),
+             p["slope"].to_numpy(copy=True)).numpy()
+    T, C = f.shape
+    design = np.column_stack([
+        np.ones(T), np.arange(T, dtype=np.float64),
+        fourier_features(T, 52.0, world.config.seasonality_degrees).numpy(), data.controls_array(), f,
+    ])
+    y = data.target_array().astype(np.float64)
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ beta
+    cov = float(resid @ resid) / (T - design.shape[1]) * np.linalg.inv(design.T @ design)
+    mean, cov_m = beta[-C:], cov[-C:, -C:]
+    rng = np.random.default_rng(seed)
+    kept: list[np.ndarray] = []
+    n_kept, tries = 0, 0
+    while n_kept < draws and tries < 200:  # rejection from the Gaussian onto beta >= 0
+        b = rng.multivariate_normal(mean, cov_m, size=draws, method="cholesky" if np.any(cov_m) else "svd")
+        b = b[(b >= 0).all(axis=1)]
+        kept.append(b)
+        n_kept += len(b)
+        tries += 1
+    if n_kept < draws:
+        raise RuntimeError(f"oracle_roi: only {n_kept} of {tries * draws} draws had every coefficient >= 0")
+    to_roi = f.sum(axis=0) / data.spend_array().sum(axis=0)
+    roi = np.concatenate(kept)[:draws] * to_roi[None, :]
+    a = (1.0 - level) / 2.0
+    out = pd.DataFrame(
+        {
+            "true": truth.roi.reindex(list(data.channels)).to_numpy(),
+            "median": np.median(roi, axis=0),
+            "lo": np.quantile(roi, a, axis=0),
+            "hi": np.quantile(roi, 1.0 - a, axis=0),
+        },
+        index=pd.Index(list(data.channels), name="channel"),
+    )
+    out["covered"] = (out["lo"] <= out["true"]) & (out["true"] <= out["hi"])
+    out["abs_pct_error"] = (out["median"] - out["true"]).abs() / out["true"]
+    out["ols"] = mean * to_roi
+    return out

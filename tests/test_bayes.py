@@ -256,3 +256,25 @@ def test_degenerate_data_is_refused(world, column, match):
     frame[column] = 0.0
     with pytest.raises(ValueError, match=match):
         BayesianMMM().fit(dataclasses.replace(world.data, frame=frame), inference="svi", svi_steps=10)
+
+
+def test_oracle_roi_is_least_squares_on_the_true_features():
+    """The oracle's unrestricted estimate is statsmodels' OLS on the same design; its posterior
+    restricted to non-negative effects is exact without noise and covers the truth."""
+    import statsmodels.api as sm
+
+    from mmmlib.evaluate import oracle_roi
+    from mmmlib.transforms import adstock, fourier_features, hill
+
+    w = easy_world(seed=4, n_weeks=104)
+    table = oracle_roi(w)
+    p = w.truth.params
+    f = hill(adstock(w.data.media_array() / p["media_scale"].to_numpy(copy=True), p["decay"].to_numpy(copy=True)),
+             p["half_saturation"].to_numpy(copy=True), p["slope"].to_numpy(copy=True)).numpy()
+    X = np.column_stack([np.ones(104), np.arange(104.0), fourier_features(104, 52.0, 2).numpy(), w.data.controls_array(), f])
+    ols = sm.OLS(w.data.target_array(), X).fit()
+    to_roi = f.sum(axis=0) / w.data.spend_array().sum(axis=0)
+    np.testing.assert_allclose(table["ols"], ols.params[-4:] * to_roi, rtol=1e-8)
+    assert (table["lo"] >= 0).all() and (table["lo"] <= table["median"]).all() and (table["median"] <= table["hi"]).all()
+    quiet = easy_world(seed=4, n_weeks=104, noise_cv=0.0)
+    np.testing.assert_allclose(oracle_roi(quiet)["median"], quiet.truth.roi.to_numpy(), rtol=1e-6)
