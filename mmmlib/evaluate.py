@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mmmlib.data import MediaDataset
 from mmmlib.metrics import coverage, mae, mape
@@ -180,19 +181,9 @@ def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, see
     resid = y - design @ beta
     cov = float(resid @ resid) / (T - design.shape[1]) * np.linalg.inv(design.T @ design)
     mean, cov_m = beta[-C:], cov[-C:, -C:]
-    rng = np.random.default_rng(seed)
-    kept: list[np.ndarray] = []
-    n_kept, tries = 0, 0
-    while n_kept < draws and tries < 200:  # rejection from the Gaussian onto beta >= 0
-        b = rng.multivariate_normal(mean, cov_m, size=draws, method="cholesky" if np.any(cov_m) else "svd")
-        b = b[(b >= 0).all(axis=1)]
-        kept.append(b)
-        n_kept += len(b)
-        tries += 1
-    if n_kept < draws:
-        raise RuntimeError(f"oracle_roi: only {n_kept} of {tries * draws} draws had every coefficient >= 0")
+    b = _positive_gaussian_draws(mean, cov_m, draws, seed)
     to_roi = f.sum(axis=0) / data.spend_array().sum(axis=0)
-    roi = np.concatenate(kept)[:draws] * to_roi[None, :]
+    roi = b * to_roi[None, :]
     a = (1.0 - level) / 2.0
     out = pd.DataFrame(
         {
@@ -207,3 +198,27 @@ def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, see
     out["abs_pct_error"] = (out["median"] - out["true"]).abs() / out["true"]
     out["ols"] = mean * to_roi
     return out
+
+
+def _positive_gaussian_draws(mean: np.ndarray, cov: np.ndarray, draws: int, seed: int = 0,
+                             chains: int = 200, burn_in: int = 50) -> np.ndarray:
+    """Draws of :math:`\\mathcal N(\\mu, \\Sigma)` restricted to the positive orthant, ``(draws, d)``,
+    by Gibbs sampling (each coordinate given the others is a normal truncated at 0), ``chains``
+    chains in parallel from the clipped mean. A zero covariance (noise-free data) gives the mean."""
+    d = len(mean)
+    if not np.any(cov):
+        return np.tile(np.maximum(mean, 0.0), (draws, 1))
+    rng = np.random.default_rng(seed)
+    prec = np.linalg.inv(cov)
+    sd = 1.0 / np.sqrt(np.diag(prec))
+    x = np.tile(np.maximum(mean, 1e-9 * np.sqrt(np.diag(cov))), (chains, 1))
+    per_chain = -(-draws // chains)
+    out = []
+    for it in range(burn_in + per_chain):
+        for j in range(d):
+            others = np.delete(np.arange(d), j)
+            loc = mean[j] - (x[:, others] - mean[others]) @ prec[j, others] / prec[j, j]
+            x[:, j] = stats.truncnorm.rvs(-loc / sd[j], np.inf, loc=loc, scale=sd[j], random_state=rng)
+        if it >= burn_in:
+            out.append(x.copy())
+    return np.concatenate(out)[:draws]

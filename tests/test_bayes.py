@@ -278,3 +278,23 @@ def test_oracle_roi_is_least_squares_on_the_true_features():
     assert (table["lo"] >= 0).all() and (table["lo"] <= table["median"]).all() and (table["median"] <= table["hi"]).all()
     quiet = easy_world(seed=4, n_weeks=104, noise_cv=0.0)
     np.testing.assert_allclose(oracle_roi(quiet)["median"], quiet.truth.roi.to_numpy(), rtol=1e-6)
+
+
+def test_positive_gaussian_draws_match_a_truncated_normal():
+    """The Gibbs draws of a Gaussian restricted to beta >= 0 against scipy's truncated normal
+    (independent coordinates) and against rejection sampling (correlated ones)."""
+    from scipy import stats
+
+    from mmmlib.evaluate import _positive_gaussian_draws
+
+    mean, sd = np.array([0.5, -1.0]), np.array([1.0, 0.7])
+    x = _positive_gaussian_draws(mean, np.diag(sd**2), 20000, seed=1)
+    for j in range(2):
+        ref = stats.truncnorm(-mean[j] / sd[j], np.inf, loc=mean[j], scale=sd[j])
+        assert stats.kstest(x[:, j], ref.cdf).pvalue > 1e-3
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    x = _positive_gaussian_draws(np.array([0.3, 0.2]), cov, 20000, seed=2)
+    raw = np.random.default_rng(3).multivariate_normal([0.3, 0.2], cov, size=200000)
+    raw = raw[(raw >= 0).all(axis=1)]
+    np.testing.assert_allclose(x.mean(axis=0), raw.mean(axis=0), atol=0.03)
+    np.testing.assert_allclose(np.median(x, axis=0), np.median(raw, axis=0), atol=0.03)
