@@ -51,6 +51,7 @@ __all__ = [
     "execute_chapter",
     "input_hash",
     "mmmlib_closure",
+    "results_identity",
     "main",
 ]
 
@@ -201,6 +202,36 @@ def _notebook_fingerprint(path: Path) -> bytes:
     return json.dumps(cells, sort_keys=True).encode()
 
 
+def results_identity(raw: bytes) -> bytes:
+    """What identifies a results file's numbers: its chapter, parameters and results, without the
+    volatile provenance (wall time, commit, hardware), which changes on every rerun that gives the
+    same numbers. Raises ``ValueError`` when ``raw`` is not a results document."""
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
+        raise ValueError("not a results document (no 'results' mapping)")
+    ident = {
+        "chapter": doc.get("chapter"),
+        "parameters": doc.get("provenance", {}).get("parameters"),
+        "results": doc["results"],
+    }
+    return json.dumps(ident, sort_keys=True).encode()
+
+
+def _data_file_bytes(path: Path) -> bytes:
+    """What of a data file determines a chapter: its bytes, except that another chapter's results
+    file counts by :func:`results_identity`, so rerunning an upstream chapter with the same
+    numbers does not make a downstream chapter stale."""
+    if not path.is_file():
+        return b"<missing>"
+    raw = path.read_bytes()
+    if path.suffix == ".json" and path.parent.name == "results" and path.parent.parent.name == "book":
+        try:
+            return results_identity(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
 def input_hash(
     project: Project,
     chapter: Chapter,
@@ -230,8 +261,7 @@ def input_hash(
     for path in closure:
         feed(str(path.relative_to(project.root)), path.read_bytes())
     for rel in sorted(data_files):
-        path = project.root / rel
-        feed(rel, path.read_bytes() if path.is_file() else b"<missing>")
+        feed(rel, _data_file_bytes(project.root / rel))
     feed("lock", project.lock_file.read_bytes() if project.lock_file.is_file() else b"<none>")
     if any(p.relative_to(project.root).parts[:2] == ("mmmlib", "peers") for p in closure):
         peers = project.root / "requirements-peers.lock"
@@ -361,6 +391,8 @@ def execute_chapter(
             "parameters": params,
             "input_hash": input_hash(project, chapter, params, data_files),
             "data_files": data_files,
+            # the pair: a notebook is valid only beside the results file of the same run
+            "results_sha256": hashlib.sha256(results_identity(staged_results.read_bytes())).hexdigest(),
         }
         nb.metadata[META_KEY] = meta
         nbformat.write(nb, staged_nb)
@@ -383,7 +415,7 @@ class ChapterStatus:
     """One row of ``status``."""
 
     chapter: str
-    state: str  # "fresh", "stale" or "missing"
+    state: str  # "fresh", "stale", "missing", "unpaired" or "dirty" (see chapter_status)
     profile: str
     seed: int | str
     runtime_s: float | None
@@ -394,8 +426,23 @@ class ChapterStatus:
         return self.state == "fresh"
 
 
+STATE_REASONS = {
+    "missing": "the executed notebook or its results file is missing",
+    "stale": "its inputs changed since it was executed",
+    "unpaired": "the executed notebook and the results file come from different runs",
+    "dirty": "it was executed from uncommitted code, so its numbers cannot be traced to a commit",
+}
+
+
 def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
-    """Compare the recorded input hash of the executed copy with the current inputs."""
+    """The state of a chapter's executed copy in ``book/``.
+
+    ``missing``: the notebook or the results file is absent. ``stale``: the recorded input hash
+    differs from the current inputs. ``unpaired``: the results file is not the one written by
+    the run that produced the notebook (a half-finished replacement, or files copied by hand).
+    ``dirty``: the run recorded uncommitted changes to the code, chapters or data. ``fresh``
+    otherwise; only fresh chapters pass ``check``.
+    """
     executed = project.executed / f"{chapter.name}.ipynb"
     results_file = project.results / f"{chapter.name}.json"
     if not executed.is_file() or not results_file.is_file():
@@ -404,10 +451,23 @@ def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
     meta = nb.metadata.get(META_KEY, {})
     params = meta.get("parameters", {})
     current = input_hash(project, chapter, params, meta.get("data_files", []))
-    prov = json.loads(results_file.read_text(encoding="utf-8")).get("provenance", {})
+    raw = results_file.read_bytes()
+    try:
+        identity = results_identity(raw)
+        prov = json.loads(raw).get("provenance", {})
+    except ValueError as err:
+        raise ValueError(f"{results_file} is not a valid results file ({err}); "
+                         f"rerun chapter {chapter.number}") from None
     hw = prov.get("hardware", {})
     hardware = f"{hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads, GPU: {hw.get('gpu', '?')}"
-    state = "fresh" if meta.get("input_hash") == current else "stale"
+    if meta.get("input_hash") != current:
+        state = "stale"
+    elif meta.get("results_sha256") != hashlib.sha256(identity).hexdigest():
+        state = "unpaired"
+    elif prov.get("git_dirty", True):
+        state = "dirty"
+    else:
+        state = "fresh"
     return ChapterStatus(
         chapter.name,
         state,
@@ -429,13 +489,26 @@ def recorded_parameters(project: Project, chapter: Chapter) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- pages
+def _load_results(folder: Path) -> dict[str, dict[str, Any]]:
+    """:func:`mmmlib.results.load_results`, with a broken file named in the error."""
+    try:
+        return load_results(folder)
+    except (ValueError, KeyError) as err:
+        for path in sorted(folder.glob("*.json")):
+            try:
+                results_identity(path.read_bytes())
+            except ValueError as bad:
+                raise ValueError(f"{path} is not a valid results file ({bad}); rerun its chapter") from None
+        raise ValueError(f"cannot read the results files in {folder}: {err}") from None
+
+
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
 def write_pages(project: Project) -> list[Path]:
     """Write ``book/results.md``, ``book/reproduce.md`` and ``book/cite.md``."""
-    docs = load_results(project.results)
+    docs = _load_results(project.results)
     titles = {c.name: c.title() for c in project.chapters()}
     book = project.root / "book"
 
@@ -677,8 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bad = [s for s in bad if not s.is_fresh]
             for s in bad:
                 print(
-                    f"{s.chapter}: executed copy is {s.state}; rerun it with "
-                    f"'make chapter CH={s.chapter[:2]}' and commit book/",
+                    f"{s.chapter}: executed copy is {s.state} ({STATE_REASONS[s.state]}); "
+                    f"commit the code, rerun it with 'make chapter CH={s.chapter[:2]}' and commit book/",
                     file=sys.stderr,
                 )
             if bad:

@@ -14,6 +14,7 @@ from mmmlib.book import (
     _strip_volatile,
     chapter_status,
     execute_chapter,
+    input_hash,
     main,
     mmmlib_closure,
     write_pages,
@@ -64,7 +65,17 @@ def executed(tmp_path_factory):
     project = make_project(root)
     ch = project.chapter("01")
     execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
+    _as_clean_run(project, ch)
     return project, ch
+
+
+def _as_clean_run(project: Project, ch) -> None:
+    """The toy chapter records the provenance of this checkout, whose tree may hold uncommitted
+    work while tests run; pin it to a run from committed code (the pair hash ignores provenance)."""
+    path = project.results / f"{ch.name}.json"
+    doc = json.loads(path.read_text())
+    doc["provenance"]["git_dirty"] = False
+    path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def test_execution_writes_notebook_and_results(executed):
@@ -88,6 +99,7 @@ def test_rerun_is_byte_identical(executed):
     before = (project.executed / "01_toy.ipynb").read_bytes()
     execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
     assert (project.executed / "01_toy.ipynb").read_bytes() == before
+    _as_clean_run(project, ch)
 
 
 def test_staleness_follows_the_inputs(executed):
@@ -113,6 +125,60 @@ def test_staleness_follows_the_inputs(executed):
     nbformat.write(nb, ch.source)
     assert chapter_status(project, ch).state == "fresh"
     assert main(["--root", str(project.root), "check"]) == 0
+
+
+def test_notebook_and_results_file_are_one_unit(executed, capsys):
+    project, ch = executed
+    res_path = project.results / "01_toy.json"
+    original = res_path.read_text()
+    doc = json.loads(original)
+    # another run's numbers beside this notebook (a kill between the two moves)
+    doc["results"]["ch01.value"]["display"] = "0.1234"
+    res_path.write_text(json.dumps(doc))
+    assert chapter_status(project, ch).state == "unpaired"
+    assert main(["--root", str(project.root), "check"]) == 1
+    assert "different runs" in capsys.readouterr().err
+    # the same numbers from a run with other parameters (quick file beside a full notebook)
+    doc = json.loads(original)
+    doc["provenance"]["parameters"]["profile"] = "full"
+    res_path.write_text(json.dumps(doc))
+    assert chapter_status(project, ch).state == "unpaired"
+    # a rerun with the same numbers: only the volatile provenance differs, the pair holds
+    doc = json.loads(original)
+    doc["provenance"]["wall_time_s"] = 999.0
+    doc["provenance"]["git_commit"] = "0" * 40
+    res_path.write_text(json.dumps(doc))
+    assert chapter_status(project, ch).state == "fresh"
+    # executed from uncommitted code: not citable, so check fails
+    doc["provenance"]["git_dirty"] = True
+    res_path.write_text(json.dumps(doc))
+    assert chapter_status(project, ch).state == "dirty"
+    assert main(["--root", str(project.root), "check"]) == 1
+    assert "uncommitted code" in capsys.readouterr().err
+    # a truncated results file: the error names it
+    res_path.write_text(original[: len(original) // 2])
+    assert main(["--root", str(project.root), "status"]) == 1
+    assert "01_toy.json" in capsys.readouterr().err
+    res_path.write_text(original)
+    assert chapter_status(project, ch).state == "fresh"
+
+
+def test_upstream_results_count_by_their_numbers_not_their_provenance(executed):
+    project, ch = executed
+    upstream = project.results / "00_up.json"
+    doc = {"chapter": "00_up", "results": {"ch00.x": {"value": 1.0, "display": "1.0"}},
+           "provenance": {"parameters": {"profile": "full", "seed": 0}, "wall_time_s": 5.0,
+                          "git_commit": "a" * 40}}
+    upstream.write_text(json.dumps(doc))
+    params = {"profile": "quick", "seed": 3}
+    before = input_hash(project, ch, params, ["book/results/00_up.json"])
+    doc["provenance"].update(wall_time_s=6.5, git_commit="b" * 40)
+    upstream.write_text(json.dumps(doc, indent=1))
+    assert input_hash(project, ch, params, ["book/results/00_up.json"]) == before
+    doc["results"]["ch00.x"]["value"] = 2.0
+    upstream.write_text(json.dumps(doc))
+    assert input_hash(project, ch, params, ["book/results/00_up.json"]) != before
+    upstream.unlink()
 
 
 def test_a_failing_chapter_leaves_the_old_copy(executed, capsys):
