@@ -506,6 +506,44 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+QUICK_TIMINGS = Path("benchmarks") / "results" / "book_quick.json"
+
+
+def chapter_runtimes(project: Project) -> list[dict[str, Any]]:
+    """Wall time of every chapter, first cell to last, at both profiles.
+
+    The full profile's comes from the executed chapter's results file (``None`` if ``book/``
+    holds a quick run); the quick profile's from ``benchmarks/results/book_quick.json``, written
+    by ``benchmarks/bench_book.py`` (``None`` if not measured).
+    """
+    quick_path = project.root / QUICK_TIMINGS
+    quick: dict[str, Any] = {}
+    if quick_path.is_file():
+        try:
+            quick = json.loads(quick_path.read_text(encoding="utf-8")).get("quick_s", {})
+        except ValueError as err:
+            raise ValueError(f"{quick_path} is not valid JSON ({err}); rerun benchmarks/bench_book.py") from None
+    docs = _load_results(project.results)
+    rows = []
+    for ch in project.chapters():
+        prov = docs.get(ch.name, {}).get("provenance", {})
+        full = prov.get("wall_time_s") if prov.get("parameters", {}).get("profile") == "full" else None
+        rows.append({"chapter": ch.name, "quick_s": quick.get(ch.name), "full_s": full})
+    return rows
+
+
+def _runtime_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    def minutes(x: float | None) -> str:
+        return "not measured" if x is None else f"{x / 60:.1f}"
+
+    out = ["| chapter | quick (min) | full (min) |", "|---|---:|---:|"]
+    out += [f"| {{doc}}`chapters/{r['chapter']}` | {minutes(r['quick_s'])} | {minutes(r['full_s'])} |" for r in rows]
+    totals = {k: sum(r[k] for r in rows) if all(r[k] is not None for r in rows) else None
+              for k in ("quick_s", "full_s")}
+    out.append(f"| **all chapters** | **{minutes(totals['quick_s'])}** | **{minutes(totals['full_s'])}** |")
+    return out
+
+
 def write_pages(project: Project) -> list[Path]:
     """Write ``book/results.md``, ``book/reproduce.md`` and ``book/cite.md``."""
     docs = _load_results(project.results)
@@ -578,6 +616,26 @@ def write_pages(project: Project) -> list[Path]:
         *rows,
         "",
         f"Package versions of the run: {vers}.",
+        "",
+        "(reproduce-runtimes)=",
+        "## How long it takes",
+        "",
+        "Wall time of each chapter from its first cell to its last, on the machine named above",
+        "(starting the kernel adds a few seconds to each). The full profile is the book's: its",
+        "time is recorded by the executed chapter. The quick profile is what `make test` executes,",
+        "timed by `benchmarks/bench_book.py`.",
+        "",
+        *_runtime_table(chapter_runtimes(project)),
+        "",
+        "`make book` sets up `.venv` (about 1.8 GB on disk) and, when a chapter has to be",
+        "re-executed, the LightweightMMM 0.1.9 environment `.venv-lwmm` (about 2.5 GB) that Chapter 1",
+        "fits beside its port.",
+        "",
+        "```{warning}",
+        "`make chapter` and `make book` write into `book/`: they replace the executed chapter and its",
+        "results file that the rendered book shows. To try a chapter without touching the book, run",
+        "`python -m mmmlib.book quick --out scratch` or execute the source notebook in `chapters/`.",
+        "```",
         "",
         "Numbers are reproducible for the same inputs, seed and machine kind: the thread count",
         "is fixed (`MMM_THREADS`, default 2) and every generator is seeded by `mmmlib.runtime.setup`.",

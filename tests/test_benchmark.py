@@ -182,13 +182,25 @@ def _rows() -> pd.DataFrame:
     })
 
 
-def test_best_by_world_and_forecast_selection():
+def test_winners_need_to_beat_the_seed_noise():
     from mmmlib.experiments import scoreboard as ex
 
-    board = bm.scoreboard(_rows())
-    assert ex.best_by_world(board, "roi_mape")["easy"] == "lightweightmmm"
-    assert ex.best_by_world(board, "holdout_mape")["easy"] == "deepcausal"
-    assert ex.best_by_world(board, "roi_coverage")["easy"] == "lightweightmmm"  # 0.875 is nearest 0.9
+    rows = _rows()
+    # two seeds: a paired t-test can separate only a difference that is the same on both seeds
+    w = ex.winners(rows, "roi_mape")
+    assert w["easy"] == "tie: LightweightMMM, DeepCausal"  # 0.2/0.3 apart, not consistently
+    rows5 = pd.concat([rows.assign(seed=rows["seed"] + 2 * k) for k in range(3)], ignore_index=True)
+    rng = np.random.default_rng(0)
+    rows5["roi_mape"] += rng.normal(0, 0.01, len(rows5))
+    assert ex.winners(rows5, "roi_mape")["easy"] == "LightweightMMM"  # 6 seeds, consistent gap
+    assert ex.winners(rows5, "roi_coverage")["easy"] == "LightweightMMM"  # nearer 0.9 on every seed
+    tied = rows5.copy()
+    tied.loc[tied["method"] == "deepcausal", "roi_mape"] = (
+        tied.loc[tied["method"] == "lightweightmmm", "roi_mape"].to_numpy() + rng.normal(0, 0.05, 6))
+    assert ex.winners(tied, "roi_mape")["easy"].startswith("tie:")
+    assert ex.winners(rows.iloc[:3], "roi_mape")["easy"].startswith("tie:")  # one seed: no test
+    with pytest.raises(ValueError, match="metric must be"):
+        ex.winners(rows, "speed")
     check = ex.holdout_vs_roi(_rows())
     assert check["cases"] == 2 and check["picks_best"] == 0.0
     assert check["median_rho"] == pytest.approx(0.5)
@@ -201,33 +213,14 @@ def test_record_scoreboard_glues_every_cell(tmp_path):
 
     rec = Recorder("06_scoreboard", {}, setup(0), tmp_path, glue=False)
     n = ex.record_scoreboard(rec, bm.scoreboard(_rows()))
-    assert n == 5 * len(WORLDS) * len(bm.METHODS) == len(rec.results)
+    assert n == 5 * len(WORLDS) * len(bm.METHODS) and len(rec.results) == 2 * n
     r = rec.results
     assert r["ch06.roi_mape.easy.lightweightmmm"].value == pytest.approx(0.25)
+    assert r["ch06.roi_mape_sd.easy.lightweightmmm"].display == f"± {np.std([0.3, 0.2], ddof=1):.2f}"
+    assert r["ch06.roi_coverage_sd.easy.deepcausal"].display == ""
     assert r["ch06.roi_coverage.easy.deepcausal"].value == "none"
     assert r["ch06.regret.easy.funnel"].value == "n/a"  # does not apply
     assert r["ch06.regret.funnel.regression"].value == "n/a"  # not in this sweep
-
-
-def test_book_runtimes_reads_full_runs_and_skips_its_own(tmp_path):
-    import json
-
-    from mmmlib.experiments import scoreboard as ex
-
-    def write(name, profile, seconds):
-        doc = {"chapter": name, "provenance": {"parameters": {"profile": profile}, "wall_time_s": seconds,
-                                               "hardware": {"cores": 2, "gpu": "none"}}}
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
-
-    write("00_worlds", "full", 60.0)
-    write("01_baselines", "quick", 5.0)  # not a full run: not a full time
-    write("06_scoreboard", "full", 600.0)
-    quick = tmp_path / "quick.json"
-    quick.write_text(json.dumps({"quick_s": {"00_worlds": 12.0, "06_scoreboard": 70.0}}))
-    table = ex.book_runtimes(tmp_path, quick, exclude="06_scoreboard")
-    assert table.loc["00_worlds", "full_s"] == 60.0 and table.loc["00_worlds", "quick_s"] == 12.0
-    assert np.isnan(table.loc["06_scoreboard", "full_s"]) and table.loc["06_scoreboard", "quick_s"] == 70.0
-    assert "01_baselines" not in table.index
 
 
 def test_funnel_response_is_the_steady_state():

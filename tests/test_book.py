@@ -320,3 +320,22 @@ def test_an_unwritable_book_is_refused_before_running(tmp_path, capsys):
         assert "cannot write" in capsys.readouterr().err
     finally:
         (project.root / "book" / "results").chmod(0o700)
+
+
+def test_runtimes_read_full_runs_and_quick_timings(executed, tmp_path):
+    from mmmlib.book import chapter_runtimes
+
+    project, _ = executed
+    rows = chapter_runtimes(project)
+    assert rows == [{"chapter": "01_toy", "quick_s": None, "full_s": None}]  # book/ holds a quick run
+    timings = project.root / "benchmarks" / "results" / "book_quick.json"
+    timings.parent.mkdir(parents=True)
+    timings.write_text(json.dumps({"quick_s": {"01_toy": 12.5}}))
+    assert chapter_runtimes(project)[0]["quick_s"] == 12.5
+    write_pages(project)
+    page = (project.root / "book" / "reproduce.md").read_text()
+    assert "| {doc}`chapters/01_toy` | 0.2 | not measured |" in page
+    timings.write_text("{")
+    with pytest.raises(ValueError, match="book_quick.json"):
+        chapter_runtimes(project)
+    timings.unlink()

@@ -1,16 +1,14 @@
-"""Chapter 6's experiments: the scoreboard over the shared worlds, and the book's runtime table.
+"""Chapter 6's experiments: the scoreboard over the shared worlds.
 
 :func:`record_scoreboard` glues every cell of the scoreboard under ``ch06.<metric>.<world>.<method>``
-(a method that does not apply, or gives no interval, is glued as text that says so), the plots
-show each seed as a point, and :func:`book_runtimes` reads how long every chapter took from
-the executed chapters' results files and the recorded quick-profile timings. See Chapter 6.
+and its spread over seeds under ``ch06.<metric>_sd.<world>.<method>`` (a method that does not apply,
+or gives no interval, is glued as text that says so); :func:`winners` names a method only when it
+beats the others beyond the seed-to-seed noise; the plots show each seed as a point. See Chapter 6.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +17,6 @@ import seaborn as sns
 from scipy import stats
 
 from mmmlib.benchmark import METHODS, METRICS, PROFILES, SweepSettings, applies
-from mmmlib.data import DATA_FILES_READ
 from mmmlib.simulate.suite import WORLDS
 
 __all__ = [
@@ -29,12 +26,10 @@ __all__ = [
     "COSTS",
     "settings_for",
     "record_scoreboard",
-    "best_by_world",
+    "winners",
     "holdout_vs_roi",
-    "book_runtimes",
     "plot_scores",
     "plot_costs",
-    "plot_runtimes",
 ]
 
 METHOD_LABELS = {
@@ -68,12 +63,16 @@ ACCURACY = ("roi_mape", "share_mae", "roi_coverage", "holdout_mape", "regret")
 COSTS = ("seconds", "peak_rss_mb")
 
 
-def record_scoreboard(results, board: pd.DataFrame, metrics=ACCURACY, prefix: str = "ch06") -> int:
+def record_scoreboard(
+    results, board: pd.DataFrame, metrics=ACCURACY, prefix: str = "ch06", spread: bool = True
+) -> int:
     """Record (and glue) the seed mean of ``metrics`` for every world and method, under
-    ``<prefix>.<metric>.<world>.<method>``.
+    ``<prefix>.<metric>.<world>.<method>``, and (``spread``) the standard deviation over seeds
+    under ``<prefix>.<metric>_sd.<world>.<method>``.
 
     Cells with no number are recorded as text: ``n/a`` where the method does not apply to the
-    world, ``none`` where it gives no interval. Returns the number of cells recorded.
+    world, ``none`` where it gives no interval (their spread is recorded as an empty text).
+    Returns the number of cells recorded (means only).
     """
     n = 0
     for metric in metrics:
@@ -83,28 +82,83 @@ def record_scoreboard(results, board: pd.DataFrame, metrics=ACCURACY, prefix: st
             for method in METHODS:
                 key = f"{prefix}.{metric}.{world}.{method}"
                 meaning = f"{label}, {METHOD_LABELS[method]} on the {WORLD_LABELS[world]} world, mean over seeds"
+                sd_key = f"{prefix}.{metric}_sd.{world}.{method}"
+                sd_meaning = (f"{label}, {METHOD_LABELS[method]} on the {WORLD_LABELS[world]} world, "
+                              "standard deviation over seeds")
+                value = sd = np.nan
                 if not applies(method, world) or (world, method) not in board.index:
                     results.add(key, "n/a", "not applicable", meaning)
                 else:
                     value = board.loc[(world, method), (metric, "mean")]
+                    sd = board.loc[(world, method), (metric, "sd")]
                     if np.isnan(value):
                         results.add(key, "none", "no interval", meaning)
                     else:
                         results.add(key, float(value), unit, meaning, fmt=fmt)
+                if spread:
+                    if np.isnan(value) or np.isnan(sd):
+                        results.add(sd_key, "", "no spread", sd_meaning)
+                    else:
+                        results.add(sd_key, "± " + format(float(sd), fmt), unit, sd_meaning)
                 n += 1
     return n
 
 
-def best_by_world(board: pd.DataFrame, metric: str) -> pd.Series:
-    """Per world, the method with the best seed mean of ``metric`` (coverage: nearest 0.9)."""
+def _lower_is_better(metric: str, values: pd.Series) -> pd.Series:
+    """Scores oriented so that lower is better (coverage: distance from 0.9)."""
+    if metric == "roi_coverage":
+        return (values - 0.9).abs()
+    return -values if METRICS[metric][1] else values
+
+
+def winners(rows: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.Series:
+    """Per world, the method that wins on ``metric`` beyond the seed-to-seed noise, or a tie.
+
+    The method with the best seed mean is compared with every other method on the same worlds
+    by a paired t-test over seeds (two-sided, level ``alpha``); every method it does not beat
+    significantly is tied with it. With one seed nothing can be told apart.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per task: ``world``, ``method``, ``seed`` and the metric.
+    metric : str
+        A key of :data:`mmmlib.benchmark.METRICS`.
+    alpha : float
+        Test level.
+
+    Returns
+    -------
+    Series
+        Per world, the winner's label, or ``"tie: A, B"`` listing the tied methods best first.
+    """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-    means = board[(metric, "mean")].dropna()
-    if metric == "roi_coverage":
-        means = -(means - 0.9).abs()
-    elif not METRICS[metric][1]:
-        means = -means
-    return means.groupby(level="world", sort=False).idxmax().map(lambda wm: wm[1])
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    out = {}
+    for world, group in rows.groupby("world", sort=False):
+        table = group.pivot_table(index="seed", columns="method", values=metric)
+        table = _lower_is_better(metric, table.dropna(axis=1, how="all"))
+        if table.empty:
+            continue
+        order = table.mean().sort_values().index
+        best, tied = order[0], [order[0]]
+        for other in order[1:]:
+            pair = table[[best, other]].dropna()
+            diff = pair[other] - pair[best]
+            if len(pair) < 2 or not np.isfinite(diff).all():
+                tied.append(other)
+                continue
+            if diff.std(ddof=1) == 0:
+                significant = diff.mean() > 0
+            else:
+                significant = stats.ttest_rel(pair[other], pair[best]).pvalue < alpha and diff.mean() > 0
+            if not significant:
+                tied.append(other)
+        labels = [METHOD_LABELS[m] for m in tied]
+        out[world] = labels[0] if len(labels) == 1 else "tie: " + ", ".join(labels)
+    return pd.Series(out, name=metric)
 
 
 def holdout_vs_roi(rows: pd.DataFrame) -> dict[str, float]:
@@ -123,38 +177,6 @@ def holdout_vs_roi(rows: pd.DataFrame) -> dict[str, float]:
     if not n:
         raise ValueError("holdout_vs_roi needs at least three methods per world and seed")
     return {"median_rho": float(np.median(rhos)), "picks_best": hits / n, "cases": n}
-
-
-def book_runtimes(results_dir: str | Path, quick_file: str | Path, exclude: str = "") -> pd.DataFrame:
-    """Wall time of every executed chapter, first cell to last: the full profile from its results
-    file, the quick profile from ``quick_file`` (written by ``benchmarks/bench_book.py``; missing:
-    not measured).
-
-    Both files become inputs of the chapter that reads them (a new timing makes it stale), so
-    the reading chapter ``exclude`` s its own results file.
-    """
-    rows = {}
-    for path in sorted(Path(results_dir).glob("[0-9][0-9]_*.json")):
-        if path.stem == exclude:
-            continue
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        prov = doc.get("provenance", {})
-        if prov.get("parameters", {}).get("profile") != "full":
-            continue
-        DATA_FILES_READ.add(str(path.resolve()))
-        hw = prov.get("hardware", {})
-        rows[doc["chapter"]] = {"full_s": prov.get("wall_time_s", np.nan), "cores": hw.get("cores"),
-                                "gpu": hw.get("gpu", "none")}
-    quick = Path(quick_file)
-    if quick.is_file():
-        DATA_FILES_READ.add(str(quick.resolve()))
-        for chapter, seconds in json.loads(quick.read_text(encoding="utf-8"))["quick_s"].items():
-            rows.setdefault(chapter, {"full_s": np.nan, "cores": None, "gpu": "none"})["quick_s"] = seconds
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if "quick_s" not in table:
-        table["quick_s"] = np.nan
-    table.index.name = "chapter"
-    return table.sort_index()[["quick_s", "full_s", "cores", "gpu"]]
 
 
 # -------------------------------------------------------------------- figures
@@ -203,16 +225,4 @@ def plot_costs(rows: pd.DataFrame) -> plt.Figure:
         ax.set(title=title, xlabel="", ylabel="")
     axes[0].set_xscale("log")
     fig.suptitle("What each fit costs on one CPU thread")
-    return fig
-
-
-def plot_runtimes(table: pd.DataFrame) -> plt.Figure:
-    """Minutes per chapter at the quick and full profiles."""
-    long = (table[["quick_s", "full_s"]] / 60.0).rename(columns={"quick_s": "quick", "full_s": "full"})
-    long = long.reset_index().melt(id_vars="chapter", var_name="profile", value_name="minutes").dropna()
-    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
-    sns.barplot(long, y="chapter", x="minutes", hue="profile", palette={"quick": "#9ecae1", "full": "#08519c"}, ax=ax)
-    ax.set(xlabel="wall time (minutes, 2 CPU cores)", ylabel="", title="How long each chapter takes to execute")
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.1f", fontsize=8, padding=2)
     return fig
