@@ -96,7 +96,7 @@ class Project:
         return [Chapter(p.stem, p) for p in sorted(self.sources.glob("[0-9][0-9]_*.ipynb"))]
 
     def chapter(self, ident: str) -> Chapter:
-        """Find a chapter by number (``01``, ``1``) or full name (``01_bayes``)."""
+        """Find a chapter by number (``01``, ``1``) or full name (``01_baselines``)."""
         if not ident or not ident.strip():
             raise ValueError("chapter: give a number (01) or a name (01_baselines), not an empty string")
         for ch in self.chapters():
@@ -847,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="execute one chapter into book/")
-    run.add_argument("chapter", help="number (01) or name (01_bayes)")
+    run.add_argument("chapter", help="number (01) or name (01_baselines)")
     run.add_argument("--profile", choices=("quick", "full"), default=None)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))

@@ -326,3 +326,15 @@ def test_per_geo_contributions_and_roi_are_public_and_computed_once(monkeypatch)
                                                 svi_steps=20, num_samples=5, chains=1)
     with pytest.raises(ValueError, match="geo panel"):
         national.roi(by_geo=True)
+
+
+def test_post_fit_methods_before_fit_or_with_bad_arguments_say_what_is_wrong():
+    m = BayesianMMM("adstock")
+    for call in (m.response_curves, m.roi, m.contribution_share):
+        with pytest.raises(RuntimeError, match="call fit"):
+            call()
+    m.fit(easy_world(seed=2, n_weeks=30).data, inference="svi", svi_steps=20, num_samples=5, chains=1)
+    with pytest.raises(ValueError, match="unknown channel 'radio'"):
+        m.response_draws("radio", np.array([1.0]))
+    with pytest.raises(ValueError, match="n_points"):
+        m.response_curves(n_points=1)

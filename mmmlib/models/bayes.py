@@ -808,6 +808,8 @@ class BayesianMMM:
         own steady state, so the response is :math:`\\beta f(s / (\\text{price}\\cdot\\bar m))`.
         """
         self._check_fitted()
+        if channel not in self.data_.channels:
+            raise ValueError(f"unknown channel {channel!r}; the model's channels are {list(self.data_.channels)}")
         c = list(self.data_.channels).index(channel)
         spend = np.atleast_1d(np.asarray(weekly_spend, dtype=np.float64))
         geo = self.data_.geo is not None
@@ -835,6 +837,9 @@ class BayesianMMM:
         """Posterior response curves for every channel: long-run weekly contribution at
         constant weekly spend from 0 to ``max_multiple`` × the average; tidy frame with
         ``channel``, ``spend``, ``mean``, ``lo``, ``hi``."""
+        self._check_fitted()
+        if n_points < 2 or not max_multiple > 0:
+            raise ValueError(f"n_points must be >= 2 and max_multiple > 0, got {n_points} and {max_multiple}")
         rows = []
         mean_weekly = _weekly_spend(self.data_.spend_array()).mean(axis=0)
         for c, ch in enumerate(self.data_.channels):
