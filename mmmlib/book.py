@@ -96,7 +96,7 @@ class Project:
         return [Chapter(p.stem, p) for p in sorted(self.sources.glob("[0-9][0-9]_*.ipynb"))]
 
     def chapter(self, ident: str) -> Chapter:
-        """Find a chapter by number (``01``, ``1``) or full name (``01_bayes``)."""
+        """Find a chapter by number (``01``, ``1``) or full name (``01_baselines``)."""
         if not ident or not ident.strip():
             raise ValueError("chapter: give a number (01) or a name (01_baselines), not an empty string")
         for ch in self.chapters():
@@ -508,6 +508,47 @@ def _md_escape(text: str) -> str:
 
 QUICK_TIMINGS = Path("benchmarks") / "results" / "book_quick.json"
 
+FINDINGS: tuple[tuple[str, str, str], ...] = (
+    ("00_worlds", "What makes a world hard for a marketing-mix model?",
+     "Correlated spend. In the hard world social and display spend correlate at "
+     "{ch00.hard.corr.social_display} (easy world: {ch00.easy.corr.social_display}) and TV follows the "
+     "seasonal demand ({ch00.hard.corr.tv_baseline}); every later chapter is scored on both."),
+    ("01_baselines", "Is the port of LightweightMMM faithful, and how well does a Bayesian MMM recover ROI?",
+     "The port {ch01.lwmm.summary} with LightweightMMM 0.1.9 itself. ROI error, easy / hard world: cost prior "
+     "{ch01.easy.lwmmm.roi_mape} / {ch01.hard.lwmmm.roi_mape}, ROI prior {ch01.easy.roi.roi_mape} / "
+     "{ch01.hard.roi.roi_mape}, against an oracle floor of {ch01.easy.oracle.roi_mape} / "
+     "{ch01.hard.oracle.roi_mape}."),
+    ("02_uac", "Can a differentiable unaware→activated→converted funnel recover its parameters?",
+     "With its structure right: median error of the media effects {ch02.recovery.beta_error}, "
+     "90% intervals covering {ch02.recovery.all_coverage}. With one true link masked out, coverage of the "
+     "media effects falls to {ch02.misspec.beta_coverage}."),
+    ("03_deepcausal", "Do a GRU and a learned graph recover time-varying effects and channel structure?",
+     "Lagged NOTEARS finds the spend graph with mean SHD {ch03.graph.shd_mean} (edge F1 {ch03.graph.f1_mean}). "
+     "Time-varying effects are "
+     "{ch03.verdict.drift} (drift correlation {ch03.fit.drift_corr}); within-region holdout R² "
+     "{ch03.fit.within_r2} against {ch03.oracle.within} for an oracle and {ch03.peer.within_r2} for the "
+     "source package."),
+    ("04_twins", "Do digital twins of survey respondents give the right counterfactuals?",
+     "Lever effects are off by {ch04.sweep.median_error} at the median over surveys; the bootstrap-corrected "
+     "90% intervals cover {ch04.sweep.coverage} ({ch04.verdict.coverage}), the uncorrected "
+     "{ch04.sweep.raw_coverage}."),
+    ("05_diffusion", "Does a diffusion prior over coefficient paths beat a state-space smoother?",
+     "On the log-OU world the diffusion model {ch05.verdict.vs_kalman} the Kalman smoother: median path "
+     "correlation {ch05.ours.corr} against {ch05.kalman.corr}, and {ch05.source.corr} for the source's design; 90% coverage "
+     "{ch05.ours.coverage} against {ch05.kalman.coverage}."),
+    ("06_scoreboard", "Which method should a practitioner trust, on the same worlds and questions?",
+     "Lowest ROI error, easy world: {ch06.best.roi_mape.easy}; correlated: {ch06.best.roi_mape.correlated}. "
+     "The ROI prior's error is {ch06.roi_mape.easy.bayes_roi} {ch06.roi_mape_sd.easy.bayes_roi} "
+     "({ch06.floor_ratio.easy.bayes_roi} times the oracle floor); budget regret "
+     "{ch06.regret.easy.bayes_roi} {ch06.regret_sd.easy.bayes_roi} of the achievable gain."),
+    ("07_calibration", "Is the Bayesian baseline's posterior calibrated?",
+     "For NUTS, simulation-based calibration {ch07.verdict}. Its 90% intervals cover {ch07.nuts.coverage_90} "
+     "of prior draws; the variational "
+     "fit covers {ch07.vi.coverage_90}."),
+)
+"""The introduction's findings: per chapter a question and an answer whose numbers are read from the
+results files (``{key}`` placeholders, shown as the key's display text)."""
+
 
 def chapter_runtimes(project: Project) -> list[dict[str, Any]]:
     """Wall time of every chapter, first cell to last, at both profiles.
@@ -544,8 +585,30 @@ def _runtime_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace ``{key}`` by its display text; a key no chapter recorded shows as a dash."""
+    return re.sub(r"\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", lambda m: values.get(m.group(1), "–"), template)
+
+
+def _findings_page(project: Project, docs: Mapping[str, Any], titles: Mapping[str, str]) -> str:
+    values = {k: r["display"] for doc in docs.values() for k, r in doc["results"].items()}
+    lines = [
+        "<!-- written by `python -m mmmlib.book pages` from book/results: do not edit -->",
+        "",
+        "| chapter | question | answer |",
+        "|---|---|---|",
+    ]
+    for name, question, answer in FINDINGS:
+        if not (project.sources / f"{name}.ipynb").is_file():
+            continue
+        title = titles.get(name, name)
+        lines.append(f"| {{doc}}`{int(name[:2])}. {_md_escape(title)} <chapters/{name}>` | {_md_escape(question)} | "
+                     f"{_md_escape(_fill(answer, values))} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_pages(project: Project) -> list[Path]:
-    """Write ``book/results.md``, ``book/reproduce.md`` and ``book/cite.md``."""
+    """Write ``book/results.md``, ``book/reproduce.md``, ``book/cite.md`` and ``book/findings.md``."""
     docs = _load_results(project.results)
     titles = {c.name: c.title() for c in project.chapters()}
     book = project.root / "book"
@@ -556,6 +619,8 @@ def write_pages(project: Project) -> list[Path]:
         "Every headline number of the book, under the key that cites it. Each value is read",
         "from `book/results/NN_slug.json`, the file its chapter wrote; the chapter glues the",
         "same value into its text. The *where* column links to the section that shows it.",
+        "Each key is also an address on this page (`results.html#<key>`), and each chapter's file",
+        "can be downloaded with its provenance: commit, parameters, seed, versions, hardware.",
         "",
     ]
     for name, doc in docs.items():
@@ -565,7 +630,7 @@ def write_pages(project: Project) -> list[Path]:
             f"## {titles.get(name, name)}",
             "",
             f"Profile `{params.get('profile', '?')}`, seed `{params.get('seed', '?')}`; "
-            f"file `book/results/{name}.json`.",
+            f"file {{download}}`book/results/{name}.json <results/{name}.json>`.",
             "",
             "| key | value | unit | meaning | where |",
             "|---|---|---|---|---|",
@@ -573,7 +638,7 @@ def write_pages(project: Project) -> list[Path]:
         for key, r in doc["results"].items():
             where = f"{{ref}}`{r['where']}`" if r.get("where") else f"{{doc}}`chapters/{name}`"
             lines.append(
-                f"| `{key}` | {_md_escape(r['display'])} | {_md_escape(r['unit'])} | "
+                f"| <span id=\"{key}\"></span>`{key}` | {_md_escape(r['display'])} | {_md_escape(r['unit'])} | "
                 f"{_md_escape(r['meaning'])} | {where} |"
             )
         lines.append("")
@@ -645,7 +710,8 @@ def write_pages(project: Project) -> list[Path]:
     repro_md = atomic_write_text(book / "reproduce.md", "\n".join(repro))
 
     cite_md = atomic_write_text(book / "cite.md", _cite_page(project, titles, docs))
-    return [results_md, repro_md, cite_md]
+    findings_md = atomic_write_text(book / "findings.md", _findings_page(project, docs, titles))
+    return [results_md, repro_md, cite_md, findings_md]
 
 
 def _citation_fields(project: Project) -> dict[str, str]:
@@ -721,8 +787,22 @@ def _cite_page(project: Project, titles: Mapping[str, str], docs: Mapping[str, A
     out += [
         "## A single result",
         "",
-        "Every headline number has a stable key (see {doc}`results`), e.g. `ch00.easy.roi.tv`.",
-        "Cite the chapter and name the key, for instance: *\"ROI of TV in the easy world: 1.60",
+        "Every headline number has a stable key and its own address on the {doc}`results` page",
+        "(`results.html#<key>`). In BibTeX, cite the chapter and name the key and its value:",
+        "",
+        "```bibtex",
+        "@incollection{mmm_thesis_ch00_easy_roi_tv,",
+        f"  title     = {{{titles.get('00_worlds', 'Chapter 0')}}},",
+        f"  booktitle = {{{f['title']}}},",
+        f"  author    = {{{f['authors']}}},",
+        f"  year      = {{{f['year']}}},",
+        "  note      = {Result ch00.easy.roi.tv (ROI of TV in the easy world), results.html\\#ch00.easy.roi.tv}",
+        "}",
+        "```",
+        "",
+        "In running text:",
+        "Cite the chapter and name the key, for instance: *\"ROI of TV in the easy world: "
+        f"{docs.get('00_worlds', {}).get('results', {}).get('ch00.easy.roi.tv', {}).get('display', '…')}",
         "(mmm-thesis, result `ch00.easy.roi.tv`)\"*. The key's entry in `book/results/NN_slug.json`",
         "carries its provenance: the commit, the parameters and seed, the package versions and the",
         "hardware that produced it, so a reader can regenerate it with `make chapter`.",
@@ -767,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="execute one chapter into book/")
-    run.add_argument("chapter", help="number (01) or name (01_bayes)")
+    run.add_argument("chapter", help="number (01) or name (01_baselines)")
     run.add_argument("--profile", choices=("quick", "full"), default=None)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))

@@ -1,6 +1,6 @@
 """Convergence diagnostics and ``InferenceData`` export, by ArviZ.
 
-Every sampler in the book reports through these two functions, so R-hat, ESS and Monte Carlo
+Every sampler in the book reports through summarize_draws and inference_data, so R-hat, ESS and Monte Carlo
 standard errors are ArviZ's (Vehtari et al. 2021: rank-normalised split R-hat, bulk and tail
 effective sample size), not estimators of our own.
 """
@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refac
 
 import arviz as az  # noqa: E402
 
-__all__ = ["compare_draws", "inference_data", "summarize_draws"]
+__all__ = ["compare_draws", "inference_data", "interval_summary", "summarize_draws"]
 
 
 def inference_data(
@@ -127,3 +127,38 @@ def compare_draws(
                 rows.append(dict(parameter=label, statistic=stat, estimate_a=ea, estimate_b=eb,
                                  difference=ea - eb, mcse=mcse, z=(ea - eb) / mcse if mcse > 0 else float("nan")))
     return pd.DataFrame(rows)
+
+
+def interval_summary(draws: np.ndarray, index: list[str], level: float = 0.9, name: str = "channel") -> pd.DataFrame:
+    """Posterior mean, median and central interval of each column of ``draws``.
+
+    Parameters
+    ----------
+    draws : ndarray
+        ``(S, K)`` draws of ``K`` quantities (leading axes beyond the first are flattened into
+        the draws when ``draws`` has more than two dimensions).
+    index : list of str
+        Names of the ``K`` quantities.
+    level : float
+        Probability of the central interval, in (0, 1).
+    name : str
+        Name of the index.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``mean``, ``median``, ``lo``, ``hi``, one row per quantity.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    draws = np.asarray(draws, dtype=float).reshape(-1, len(index))
+    a = (1.0 - level) / 2.0
+    return pd.DataFrame(
+        {
+            "mean": draws.mean(axis=0),
+            "median": np.median(draws, axis=0),
+            "lo": np.quantile(draws, a, axis=0),
+            "hi": np.quantile(draws, 1.0 - a, axis=0),
+        },
+        index=pd.Index(list(index), name=name),
+    )

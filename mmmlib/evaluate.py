@@ -145,7 +145,9 @@ def holdout_score(mmm: BayesianMMM, train: MediaDataset, test: MediaDataset, lev
     }
 
 
-def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
+def oracle_roi(
+    world: SimulatedWorld, level: float = 0.9, draws: int = 4000, seed: int = 0, weeks: int | None = None
+) -> pd.DataFrame:
     r"""ROI of an analyst who knows the world's structure: what the data alone can tell.
 
     The analyst knows every channel's true media transform (adstock decay, Hill half-saturation and
@@ -158,6 +160,20 @@ def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, see
     :math:`\beta_m \sum_t f_m(t) / \sum_t \text{spend}_m(t)`; reported are its posterior median
     and central ``level`` interval.
 
+    Parameters
+    ----------
+    world : SimulatedWorld
+        A national world with its truth.
+    level : float
+        Probability of the central interval.
+    draws : int
+        Posterior draws of the restricted Gaussian.
+    seed : int
+        Seed of those draws.
+    weeks : int, optional
+        Fit and score only the first ``weeks`` weeks (a model's training window); the true ROI is
+        then the truth's over those weeks. Default: every week.
+
     Returns
     -------
     pandas.DataFrame
@@ -167,27 +183,30 @@ def oracle_roi(world: SimulatedWorld, level: float = 0.9, draws: int = 4000, see
     data, truth = world.data, world.truth
     if data.geo is not None:
         raise ValueError("oracle_roi: national worlds only")
+    n = data.n_times if weeks is None else int(weeks)
+    if not 1 <= n <= data.n_times:
+        raise ValueError(f"oracle_roi: weeks must be in [1, {data.n_times}], got {weeks}")
     p = truth.params.reindex(list(data.channels))
-    x = data.media_array() / p["media_scale"].to_numpy(copy=True)[None, :]
+    x = data.media_array()[:n] / p["media_scale"].to_numpy(copy=True)[None, :]
     f = hill(adstock(x, p["decay"].to_numpy(copy=True)), p["half_saturation"].to_numpy(copy=True),
              p["slope"].to_numpy(copy=True)).numpy()
     T, C = f.shape
     design = np.column_stack([
         np.ones(T), np.arange(T, dtype=np.float64),
-        fourier_features(T, 52.0, world.config.seasonality_degrees).numpy(), data.controls_array(), f,
+        fourier_features(T, 52.0, world.config.seasonality_degrees).numpy(), data.controls_array()[:n], f,
     ])
-    y = data.target_array().astype(np.float64)
+    y = data.target_array()[:n].astype(np.float64)
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ beta
     cov = float(resid @ resid) / (T - design.shape[1]) * np.linalg.inv(design.T @ design)
     mean, cov_m = beta[-C:], cov[-C:, -C:]
     b = _positive_gaussian_draws(mean, cov_m, draws, seed)
-    to_roi = f.sum(axis=0) / data.spend_array().sum(axis=0)
+    to_roi = f.sum(axis=0) / data.spend_array()[:n].sum(axis=0)
     roi = b * to_roi[None, :]
     a = (1.0 - level) / 2.0
     out = pd.DataFrame(
         {
-            "true": truth.roi.reindex(list(data.channels)).to_numpy(),
+            "true": (truth.contributions.iloc[:n].sum() / truth.spend.iloc[:n].sum()).reindex(list(data.channels)).to_numpy(),
             "median": np.median(roi, axis=0),
             "lo": np.quantile(roi, a, axis=0),
             "hi": np.quantile(roi, 1.0 - a, axis=0),

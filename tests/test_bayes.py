@@ -298,3 +298,43 @@ def test_positive_gaussian_draws_match_a_truncated_normal():
     raw = raw[(raw >= 0).all(axis=1)]
     np.testing.assert_allclose(x.mean(axis=0), raw.mean(axis=0), atol=0.03)
     np.testing.assert_allclose(np.median(x, axis=0), np.median(raw, axis=0), atol=0.03)
+
+
+def test_per_geo_contributions_and_roi_are_public_and_computed_once(monkeypatch):
+    w = easy_world(seed=2, n_weeks=30, n_geos=3)
+    m = BayesianMMM(model="hill_adstock").fit(w.data, inference="svi", svi_steps=50, num_samples=10, chains=2)
+    calls = []
+    original = BayesianMMM._media_effect
+    monkeypatch.setattr(BayesianMMM, "_media_effect", lambda self, x: calls.append(1) or original(self, x))
+    per_geo = m.contribution_draws(by_geo=True)
+    assert per_geo.shape == (20, 30, 4, 3)
+    np.testing.assert_allclose(per_geo.sum(axis=-1), m.contribution_draws())
+    table = m.roi(by_geo=True)
+    assert table.index.names == ["geo", "channel"] and len(table) == 12
+    spend = w.data.spend_array().sum(axis=0)  # (C, G)
+    g, c = 1, 2
+    expected = per_geo[:, :, c, g].sum(axis=1) / spend[c, g]
+    row = table.loc[(w.data.geos[g], w.data.channels[c])]
+    assert row["mean"] == pytest.approx(expected.mean())
+    assert row["lo"] == pytest.approx(np.quantile(expected, 0.05))
+    m.roi()
+    m.contribution_share()
+    assert len(calls) == 1  # one pass over the posterior for all of them
+    m.samples_ = {k: v[:5] for k, v in m.samples_.items()}  # new draws: recomputed
+    assert m.contribution_draws().shape[0] == 5 and len(calls) == 2
+    national = BayesianMMM(model="adstock").fit(easy_world(seed=2, n_weeks=30).data, inference="svi",
+                                                svi_steps=20, num_samples=5, chains=1)
+    with pytest.raises(ValueError, match="geo panel"):
+        national.roi(by_geo=True)
+
+
+def test_post_fit_methods_before_fit_or_with_bad_arguments_say_what_is_wrong():
+    m = BayesianMMM("adstock")
+    for call in (m.response_curves, m.roi, m.contribution_share):
+        with pytest.raises(RuntimeError, match="call fit"):
+            call()
+    m.fit(easy_world(seed=2, n_weeks=30).data, inference="svi", svi_steps=20, num_samples=5, chains=1)
+    with pytest.raises(ValueError, match="unknown channel 'radio'"):
+        m.response_draws("radio", np.array([1.0]))
+    with pytest.raises(ValueError, match="n_points"):
+        m.response_curves(n_points=1)

@@ -237,3 +237,31 @@ def test_funnel_response_is_the_steady_state():
     active = w.sizes * p_ua / (1 - keep + p_ua)
     expected = 7 * ((1 - lam) * p_ac * active).sum() + 7 * p.base.sum()
     assert resp(np.full(4, 5.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_oracle_floor_scores_the_training_window_like_the_board(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from mmmlib.evaluate import oracle_roi
+    from mmmlib.experiments import scoreboard as ex
+    from mmmlib.results import Recorder
+    from mmmlib.runtime import setup
+
+    settings = dc_replace(bm.PROFILES["quick"], seeds=2, worlds=("easy", "funnel"))
+    floor = ex.oracle_floor(settings)
+    assert list(floor["world"]) == ["easy", "easy"] and list(floor["seed"]) == [0, 1]
+    assert (floor["roi_mape"] > 0).all() and floor["roi_coverage"].between(0, 1).all()
+    # the training window differs from the whole window, and so does the truth scored
+    world = make_world("easy", seed=0, holdout_weeks=settings.holdout_weeks)
+    whole = oracle_roi(world.native, seed=0)
+    train = oracle_roi(world.native, seed=0, weeks=world.data.n_times - world.holdout_weeks)
+    assert not np.allclose(whole["true"], train["true"])
+    np.testing.assert_allclose(train["true"], world.roi.reindex(train.index))
+    with pytest.raises(ValueError, match="weeks must be in"):
+        oracle_roi(world.native, weeks=0)
+    rec = Recorder("06_scoreboard", {}, setup(0), tmp_path, glue=False)
+    ex.record_oracle_floor(rec, floor)
+    r = rec.results
+    assert r["ch06.roi_mape.easy.oracle"].value == pytest.approx(floor["roi_mape"].mean())
+    assert r["ch06.roi_mape.funnel.oracle"].value == "n/a"
+    assert r["ch06.roi_coverage_sd.easy.oracle"].display.startswith("± ")

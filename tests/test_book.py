@@ -339,3 +339,17 @@ def test_runtimes_read_full_runs_and_quick_timings(executed, tmp_path):
     with pytest.raises(ValueError, match="book_quick.json"):
         chapter_runtimes(project)
     timings.unlink()
+
+
+def test_source_chapters_hold_no_control_characters():
+    """A backspace or tab in Markdown is a LaTeX command eaten by a non-raw Python string
+    (``\\beta`` -> backspace + 'eta'): MathJax shows an error box instead of the formula."""
+    import re as _re
+
+    project = Project(Path(__file__).resolve().parents[1])
+    for ch in project.chapters():
+        nb = nbformat.read(ch.source, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "markdown":
+                bad = _re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\t", cell.source)
+                assert bad is None, f"{ch.name} cell {i}: control character {bad.group()!r} in Markdown"

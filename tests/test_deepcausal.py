@@ -225,3 +225,24 @@ def test_config_validation_names_the_field():
         DeepCausalConfig(coefficients="dynamic")
     with pytest.raises(ValueError, match="max_decay"):
         DeepCausalConfig(max_decay=1.0)
+
+
+def test_figures_are_read_at_the_page_width():
+    """Multi-panel figures wrap at two or three panels a row: a row of eight panels shrunk to the
+    text column has unreadable labels."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from mmmlib.experiments.deepcausal import plot_beta_paths, plot_graphs, plot_holdout
+
+    w = simulate_geo_graph(SMALL, seed=3)
+    T = w.sales.shape[1]
+    figs = [
+        plot_holdout(w, {"model": w.sales * 1.01}, train_weeks=T - 4),
+        plot_graphs(w.truth.adjacency, {"a": w.truth.adjacency, "b": w.truth.adjacency * 0.5}, w.channels),
+        plot_beta_paths(SimpleNamespace(beta=w.truth.beta, split=SimpleNamespace(train_weeks=T - 4)), w),
+    ]
+    for fig in figs:
+        assert fig.get_figwidth() <= 9.5
+        plt.close(fig)

@@ -61,3 +61,18 @@ def test_inference_data_keeps_chains_dims_and_stats(tmp_path):
 def test_draws_without_a_chain_axis_are_refused():
     with pytest.raises(ValueError, match="'beta'.*chains, draws"):
         inference_data({"beta": np.zeros(10)})
+
+
+def test_interval_summary_matches_numpy_quantiles():
+    from mmmlib.diagnostics import interval_summary
+
+    rng = np.random.default_rng(1)
+    draws = rng.normal(size=(2, 500, 3))  # chains x draws x quantities
+    out = interval_summary(draws, ["a", "b", "c"], level=0.8)
+    flat = draws.reshape(-1, 3)
+    np.testing.assert_allclose(out["lo"], np.quantile(flat, 0.1, axis=0))
+    np.testing.assert_allclose(out["hi"], np.quantile(flat, 0.9, axis=0))
+    np.testing.assert_allclose(out["median"], np.median(flat, axis=0))
+    assert list(out.index) == ["a", "b", "c"] and out.index.name == "channel"
+    with pytest.raises(ValueError, match="level"):
+        interval_summary(draws, ["a", "b", "c"], level=1.0)

@@ -148,3 +148,138 @@ def test_chapter_renders_figures_and_math_in_a_browser(server):
     assert len(images) >= 3, "the chapter shows fewer than three figures"
     for src in images:
         assert (HTML / "book" / "chapters" / src).resolve().is_file(), src
+
+
+# ------------------------------------------------------- reading as a thesis
+LEFTOVERS = {
+    "a plural written as '(s)'": r"\b\w+\(s\)",
+    "a negative zero": r"(?<![\w.])[-−]0\.0+(?![\d])",
+    "a count spelled twice ('5 of these five')": r"\b\d+ of these (?:one|two|three|four|five|six|seven|eight|nine|ten)\b",
+    "a printed result record": r"Result\(key=",
+    "a sentence about nothing ('0 ... were dropped')": r"\b0 posterior draws",
+}
+PROJECT_TALK = [  # words about how the project is run, not about the research
+    "spec §", "the issue that", "development run", "an earlier edition", "shared material",
+    "lent to this project", "commissioned this chapter", "what the machines had",
+]
+
+
+def reading_pages() -> list[str]:
+    pages = [f"book/chapters/{n}.html" for n in chapter_ids()]
+    return pages + [f"book/{p}.html" for p in ("intro", "notation", "results", "reproduce", "cite")]
+
+
+@pytest.mark.parametrize("page", reading_pages())
+def test_no_template_leftovers_or_project_talk(page):
+    text = html_of(page)
+    for what, pattern in LEFTOVERS.items():
+        m = re.search(pattern, text)
+        assert m is None, f"{page}: {what}: ...{text[max(0, m.start() - 60): m.end() + 20]}..."
+    lowered = text.lower()
+    for phrase in PROJECT_TALK:
+        assert phrase.lower() not in lowered, f"{page} speaks of the project, not the research: {phrase!r}"
+
+
+def test_leftover_patterns_catch_what_they_name():
+    samples = {
+        "a plural written as '(s)'": "has 3 region(s) here",
+        "a negative zero": "regret -0.000 of the gain",
+        "a count spelled twice ('5 of these five')": "5 of these five targets",
+        "a printed result record": "Result(key='ch00.x', value=1)",
+        "a sentence about nothing ('0 ... were dropped')": "0 posterior draws in all were dropped",
+    }
+    for what, sample in samples.items():
+        assert re.search(LEFTOVERS[what], sample), what
+    assert not re.search(LEFTOVERS["a negative zero"], "between 0.000 and 0.05, R² -0.02")
+
+
+def test_findings_table_reads_every_number_from_the_results():
+    from mmmlib.book import FINDINGS
+
+    text = html_of("book/intro.html")
+    values = {k: r["display"] for n in chapter_ids()
+              for k, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items()}
+    for name, question, answer in FINDINGS:
+        assert question in text, f"the findings table lacks the question of {name}"
+        for key in re.findall(r"\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", answer):
+            assert key in values, f"the findings of {name} cite {key}, which no chapter recorded"
+            assert values[key] in text
+
+
+def test_results_are_downloadable_and_addressable():
+    page = (HTML / "book" / "results.html").read_text(encoding="utf-8")
+    for name in chapter_ids():
+        links = re.findall(rf'href="([^"]*{name}\.json)"', page)
+        assert links, f"no download link to {name}.json"
+        assert (HTML / "book" / links[0]).resolve().is_file()
+        first_key = next(iter(json.loads((PROJECT.results / f"{name}.json").read_text())["results"]))
+        assert f'id="{first_key}"' in page, f"{first_key} has no anchor on the Results page"
+
+
+HARNESS = """<!doctype html><html><body><pre id="report">pending</pre><script>
+const page = new URLSearchParams(location.search).get("page");
+const frame = document.createElement("iframe");
+frame.style.width = "1300px"; frame.style.height = "1000px"; frame.src = "/" + page;
+document.body.appendChild(frame);
+frame.onload = async () => {
+  const w = frame.contentWindow, d = frame.contentDocument;
+  try { if (w.MathJax && w.MathJax.startup) { await w.MathJax.startup.promise; } } catch (e) {}
+  await new Promise(r => setTimeout(r, 300));
+  const article = d.querySelector("article") || d.body;
+  const right = article.getBoundingClientRect().right;
+  const describe = el => el.tagName.toLowerCase() + ": " + (el.textContent || el.getAttribute("src") || "").trim().slice(0, 80);
+  const wide = [];
+  for (const el of article.querySelectorAll("table, pre, mjx-container[display='true'], img, figure")) {
+    if (el.offsetParent === null) continue;  // hidden
+    const r = el.getBoundingClientRect();
+    if (el.scrollWidth > el.clientWidth + 2 || r.right > right + 2) wide.push(describe(el));
+  }
+  const uncaptioned = [];
+  for (const img of article.querySelectorAll("div.cell_output img")) {
+    const fig = img.closest("figure");
+    if (!fig || !fig.querySelector("figcaption .caption-number")) uncaptioned.push(describe(img));
+  }
+  const report = {
+    mathErrors: [...d.querySelectorAll("mjx-merror")].map(e => e.getAttribute("data-mjx-error") || e.textContent),
+    wide: wide, uncaptioned: uncaptioned,
+    figures: article.querySelectorAll("figure figcaption .caption-number").length,
+  };
+  document.getElementById("report").textContent = JSON.stringify(report);
+};
+</script></body></html>
+"""
+
+
+def inspect(server: str, page: str) -> tuple[dict, list[str]]:
+    """Load ``page`` at 1300 px in headless Chromium; return the harness's report and the
+    console errors Chromium logged."""
+    exe = chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (make browser-deps installs Debian's package)")
+        pytest.skip("chromium not installed; `make test` installs it where it can")
+    (HTML / "_harness.html").write_text(HARNESS, encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        run = subprocess.run(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--window-size=1400,1100",
+             f"--user-data-dir={profile}", "--dump-dom", f"{server}/_harness.html?page={page}"],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+    m = re.search(r'<pre id="report">(.*?)</pre>', run.stdout, re.S)
+    assert m and m.group(1) != "pending", f"{page}: the page did not finish loading in the browser"
+    errors = [ln for ln in run.stderr.splitlines() if "CONSOLE" in ln and re.search(r"Uncaught|Error", ln)]
+    return json.loads(unescape(m.group(1))), errors
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", reading_pages())
+def test_page_reads_at_1300px_without_errors(server, page):
+    report, errors = inspect(server, page)
+    assert not report["mathErrors"], f"{page}: MathJax errors {report['mathErrors']}"
+    assert not errors, f"{page}: console errors {errors}"
+    assert not report["wide"], f"{page}: wider than the text column at 1300 px: {report['wide']}"
+    assert not report["uncaptioned"], f"{page}: figures without a number and caption: {report['uncaptioned']}"
+    if page.startswith("book/chapters/"):
+        assert report["figures"] >= 1, f"{page}: no numbered figure"

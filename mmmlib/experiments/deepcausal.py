@@ -305,17 +305,24 @@ def national_r2(prediction: np.ndarray, world: GeoGraphWorld, train_weeks: int) 
 def plot_holdout(world: GeoGraphWorld, predictions: dict[str, np.ndarray], train_weeks: int,
                  regions: Sequence[int] = (0, 1, 2, 3)) -> plt.Figure:
     """Observed sales and each model's prediction for a few regions, holdout shaded."""
-    fig, axes = plt.subplots(1, len(regions), figsize=(3.6 * len(regions), 3.2), sharex=True, layout="constrained")
+    cols = min(2, len(regions))  # at most two panels a row: read at the page's width
+    rows = int(np.ceil(len(regions) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.0 * rows), sharex=True, squeeze=False,
+                             layout="constrained")
+    axes = axes.ravel()
     weeks = np.arange(world.sales.shape[1])
-    for ax, r in zip(np.atleast_1d(axes), regions, strict=False):
+    for ax, r in zip(axes, regions, strict=False):
         ax.axvspan(train_weeks - 0.5, weeks[-1] + 0.5, color="0.92", zorder=0)
         ax.plot(weeks, world.sales[r], color="black", lw=1.2, label="observed")
         for label, pred in predictions.items():
             ax.plot(weeks, pred[r], lw=1.1, label=label)
         ax.set_title(f"region {world.regions[r]}")
         ax.set_xlabel("week")
-    np.atleast_1d(axes)[0].set_ylabel("sales")
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left")
+    for ax in axes[len(regions):]:
+        ax.set_visible(False)
+    for ax in axes[::cols]:
+        ax.set_ylabel("sales")
+    axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle("Weekly sales and predictions (grey: the 12-week holdout)")
     return fig
 
@@ -327,9 +334,9 @@ def plot_beta_paths(fit: DeepCausalFit, world: GeoGraphWorld, channels: Sequence
     """
     channels = list(channels or world.channels)
     n = len(channels)
-    cols = min(4, n)
+    cols = min(3, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), sharex=True, squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.3 * rows), sharex=True, squeeze=False,
                              layout="constrained")
     for ax, ch in zip(axes.ravel(), channels, strict=False):
         c = world.channels.index(ch)
@@ -349,9 +356,14 @@ def plot_beta_paths(fit: DeepCausalFit, world: GeoGraphWorld, channels: Sequence
 def plot_graphs(truth: np.ndarray, learned: dict[str, np.ndarray], channels: Sequence[str]) -> plt.Figure:
     """Adjacency heat maps: the true spend graph and each learned one (rows: parent, columns: child)."""
     panels = {"truth": truth, **learned}
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), layout="constrained")
+    cols = min(2, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     vmax = max(float(np.max(np.abs(m))) for m in panels.values()) or 1.0
-    for ax, (label, m) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+    for ax, (label, m) in zip(axes, panels.items(), strict=False):
         sns.heatmap(pd.DataFrame(m, index=channels, columns=channels), ax=ax, cmap="RdBu_r", center=0,
                     vmin=-vmax, vmax=vmax, cbar=False, annot=True, mask=(m == 0), fmt=".2f",
                     annot_kws={"size": 7}, linewidths=0.5, linecolor="0.9")

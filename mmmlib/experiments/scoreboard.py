@@ -27,6 +27,8 @@ __all__ = [
     "settings_for",
     "record_scoreboard",
     "winners",
+    "oracle_floor",
+    "record_oracle_floor",
     "holdout_vs_roi",
     "plot_scores",
     "plot_costs",
@@ -159,6 +161,60 @@ def winners(rows: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.Series:
         labels = [METHOD_LABELS[m] for m in tied]
         out[world] = labels[0] if len(labels) == 1 else "tie: " + ", ".join(labels)
     return pd.Series(out, name=metric)
+
+
+ORACLE_WORLDS = ("easy", "correlated")
+"""The worlds whose data-generating model an oracle can fit: constant effects through known
+transforms (the time-varying world's drifting effects and the funnel world are not of that form)."""
+
+
+def oracle_floor(settings: SweepSettings) -> pd.DataFrame:
+    """ROI error and 90% coverage of the oracle (:func:`mmmlib.evaluate.oracle_roi`: true transforms,
+    least squares, positive effects) on the training weeks of each seed of :data:`ORACLE_WORLDS`,
+    scored against the same training-window truth as the methods on the board.
+
+    Returns
+    -------
+    DataFrame
+        One row per (world, seed): ``roi_mape``, ``roi_coverage``.
+    """
+    from mmmlib.evaluate import oracle_roi
+    from mmmlib.simulate.suite import make_world
+
+    rows = []
+    for world_name in ORACLE_WORLDS:
+        if world_name not in settings.worlds:
+            continue
+        for seed in range(settings.first_seed, settings.first_seed + settings.seeds):
+            world = make_world(world_name, seed=seed, holdout_weeks=settings.holdout_weeks)
+            train = world.data.n_times - world.holdout_weeks
+            table = oracle_roi(world.native, seed=seed, weeks=train)
+            truth = world.roi.reindex(table.index)
+            if not np.allclose(table["true"], truth):
+                raise RuntimeError(f"oracle and scoreboard disagree on the {world_name} world's true ROI")
+            rows.append({"world": world_name, "seed": seed, "roi_mape": float(table["abs_pct_error"].mean()),
+                         "roi_coverage": float(table["covered"].mean())})
+    return pd.DataFrame(rows)
+
+
+def record_oracle_floor(results, floor: pd.DataFrame, prefix: str = "ch06") -> None:
+    """Record the oracle's mean and seed sd of ROI error and coverage under
+    ``<prefix>.<metric>.<world>.oracle`` and ``<prefix>.<metric>_sd.<world>.oracle`` (``n/a``
+    for the worlds it cannot fit)."""
+    for metric in ("roi_mape", "roi_coverage"):
+        unit, fmt = _UNITS[metric]
+        label = METRICS[metric][0]
+        for world in WORLDS:
+            key, sd_key = f"{prefix}.{metric}.{world}.oracle", f"{prefix}.{metric}_sd.{world}.oracle"
+            meaning = f"{label} of the oracle (true transforms) on the {WORLD_LABELS[world]} world"
+            values = floor.loc[floor["world"] == world, metric] if len(floor) else pd.Series(dtype=float)
+            if values.empty:
+                results.add(key, "n/a", "not applicable", meaning + ", mean over seeds")
+                results.add(sd_key, "", "no spread", meaning + ", sd over seeds")
+            else:
+                results.add(key, float(values.mean()), unit, meaning + ", mean over seeds", fmt=fmt)
+                sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+                results.add(sd_key, "" if np.isnan(sd) else "± " + format(sd, fmt), unit, meaning + ", sd over seeds")
 
 
 def holdout_vs_roi(rows: pd.DataFrame) -> dict[str, float]:

@@ -47,7 +47,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import biject_to
 
 from mmmlib.data import MediaDataset
-from mmmlib.diagnostics import inference_data, summarize_draws
+from mmmlib.diagnostics import inference_data, interval_summary, summarize_draws
 from mmmlib.models.bayes_density import NationalDensity
 from mmmlib.nuts import sample_nuts
 from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
@@ -647,46 +647,85 @@ class BayesianMMM:
             return f * self.samples_["coef_media_geo"].unsqueeze(1)  # (S, C, G) -> (S, 1, C, G)
         return f * self.samples_["coef_media"].unsqueeze(1)
 
-    def contribution_draws(self, data: MediaDataset | None = None) -> np.ndarray:
-        """Per-draw contributions on the original scale, ``(S, T, C)`` summed over geos."""
+    def _effect_draws(self, data: MediaDataset | None) -> np.ndarray:
+        """Per-draw media effect on the original scale, ``(S, T, C)`` or ``(S, T, C, G)``.
+
+        The training data's are computed once per posterior and kept: ROI, shares and
+        contributions all read them. The cache holds the draws it was computed from, so replacing
+        ``samples_`` (e.g. dropping non-finite draws) recomputes it.
+        """
         self._check_fitted()
-        data = data or self.data_
-        prep = self._prepare(data, with_target=False)
+        training = data is None or data is self.data_
+        cache = self.__dict__.get("_effect_cache")
+        if training and cache is not None and cache[0] is self.samples_:
+            return cache[1]
+        prep = self._prepare(self.data_ if training else data, with_target=False)
         with torch.no_grad():
             eff = self._media_effect(prep.media).numpy()
         scale = np.asarray(self.target_scale_)
-        if eff.ndim == 4:
-            return (eff * scale[None, None, None, :]).sum(axis=-1)
-        return eff * float(scale)
+        eff = eff * (scale[None, None, None, :] if eff.ndim == 4 else float(scale))
+        if training:
+            self._effect_cache = (self.samples_, eff)
+        return eff
 
-    @staticmethod
-    def _summarise(draws: np.ndarray, index: list[str], level: float = 0.9) -> pd.DataFrame:
-        a = (1.0 - level) / 2.0
-        return pd.DataFrame(
-            {
-                "mean": draws.mean(axis=0),
-                "median": np.median(draws, axis=0),
-                "lo": np.quantile(draws, a, axis=0),
-                "hi": np.quantile(draws, 1.0 - a, axis=0),
-            },
-            index=pd.Index(index, name="channel"),
-        )
+    def contribution_draws(self, data: MediaDataset | None = None, by_geo: bool = False) -> np.ndarray:
+        """Per-draw contributions on the original scale.
 
-    def roi(self, level: float = 0.9) -> pd.DataFrame:
+        Parameters
+        ----------
+        data : MediaDataset, optional
+            Data to compute them on (default: the training data).
+        by_geo : bool
+            Keep the geo axis of a geo panel.
+
+        Returns
+        -------
+        ndarray
+            ``(S, T, C)`` summed over geos, or ``(S, T, C, G)`` with ``by_geo`` (geos in the
+            order of ``data.geos``).
+        """
+        eff = self._effect_draws(data)
+        if by_geo:
+            if eff.ndim != 4:
+                raise ValueError("by_geo=True needs a geo panel; this model was fitted to national data")
+            return eff
+        return eff.sum(axis=-1) if eff.ndim == 4 else eff
+
+    def roi(self, level: float = 0.9, by_geo: bool = False) -> pd.DataFrame:
         """ROI per channel: total contribution over the training window / total spend.
 
-        Returns a DataFrame indexed by channel with ``mean``, ``median``, ``lo``, ``hi``
-        (the central ``level`` interval, 90% by default).
+        Parameters
+        ----------
+        level : float
+            Probability of the central interval (90% by default).
+        by_geo : bool
+            One row per (geo, channel) of a geo panel: the geo's contribution over its own spend.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by channel (or by geo and channel) with ``mean``, ``median``, ``lo``, ``hi``.
         """
+        channels = list(self.data_.channels) if self.samples_ is not None else []
+        if by_geo:
+            contrib = self.contribution_draws(by_geo=True).sum(axis=1)  # (S, C, G)
+            spend = self.data_.spend_array().sum(axis=0)  # (C, G)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                draws = np.where(spend[None] > 0, contrib / spend[None], np.nan)
+            draws = draws.transpose(0, 2, 1).reshape(draws.shape[0], -1)  # (S, G * C), geo-major
+            geos = self.data_.geos
+            out = interval_summary(draws, [f"{g}|{c}" for g in geos for c in channels], level)
+            out.index = pd.MultiIndex.from_product([geos, channels], names=["geo", "channel"])
+            return out
         contrib = self.contribution_draws().sum(axis=1)  # (S, C)
         total_spend = _weekly_spend(self.data_.spend_array()).sum(axis=0)
-        return self._summarise(contrib / total_spend[None, :], list(self.data_.channels), level)
+        return interval_summary(contrib / total_spend[None, :], channels, level)
 
     def contribution_share(self, level: float = 0.9) -> pd.DataFrame:
         """Each channel's share of the total media contribution (same columns as :meth:`roi`)."""
         contrib = self.contribution_draws().sum(axis=1)
         share = contrib / contrib.sum(axis=1, keepdims=True)
-        return self._summarise(share, list(self.data_.channels), level)
+        return interval_summary(share, list(self.data_.channels), level)
 
     def contributions(self) -> pd.DataFrame:
         """Posterior-mean contribution per period and channel, plus ``baseline`` (national sum)."""
@@ -769,6 +808,8 @@ class BayesianMMM:
         own steady state, so the response is :math:`\\beta f(s / (\\text{price}\\cdot\\bar m))`.
         """
         self._check_fitted()
+        if channel not in self.data_.channels:
+            raise ValueError(f"unknown channel {channel!r}; the model's channels are {list(self.data_.channels)}")
         c = list(self.data_.channels).index(channel)
         spend = np.atleast_1d(np.asarray(weekly_spend, dtype=np.float64))
         geo = self.data_.geo is not None
@@ -796,6 +837,9 @@ class BayesianMMM:
         """Posterior response curves for every channel: long-run weekly contribution at
         constant weekly spend from 0 to ``max_multiple`` × the average; tidy frame with
         ``channel``, ``spend``, ``mean``, ``lo``, ``hi``."""
+        self._check_fitted()
+        if n_points < 2 or not max_multiple > 0:
+            raise ValueError(f"n_points must be >= 2 and max_multiple > 0, got {n_points} and {max_multiple}")
         rows = []
         mean_weekly = _weekly_spend(self.data_.spend_array()).mean(axis=0)
         for c, ch in enumerate(self.data_.channels):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mmmlib.data import MediaDataset
+from mmmlib.diagnostics import interval_summary
 
 __all__ = ["LightweightRun", "LWMM_VERSION", "PeerUnavailable", "lightweightmmm_python", "run_lightweightmmm"]
 
@@ -91,17 +92,7 @@ class LightweightRun:
 
     def roi(self, level: float = 0.9) -> pd.DataFrame:
         """ROI per channel: ``mean``, ``median``, ``lo``, ``hi`` (as ``BayesianMMM.roi``)."""
-        draws = self.roi_draws.reshape(-1, len(self.channels))
-        a = (1.0 - level) / 2.0
-        return pd.DataFrame(
-            {
-                "mean": draws.mean(axis=0),
-                "median": np.median(draws, axis=0),
-                "lo": np.quantile(draws, a, axis=0),
-                "hi": np.quantile(draws, 1.0 - a, axis=0),
-            },
-            index=pd.Index(list(self.channels), name="channel"),
-        )
+        return interval_summary(self.roi_draws, list(self.channels), level)
 
 
 def run_lightweightmmm(
