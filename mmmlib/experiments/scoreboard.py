@@ -170,8 +170,12 @@ transforms (the time-varying world's drifting effects and the funnel world are n
 
 def oracle_floor(settings: SweepSettings) -> pd.DataFrame:
     """ROI error and 90% coverage of the oracle (:func:`mmmlib.evaluate.oracle_roi`: true transforms,
-    least squares, positive effects) on the training weeks of each seed of :data:`ORACLE_WORLDS`,
-    scored against the same training-window truth as the methods on the board.
+    least squares, positive effects, no prior) on the training weeks of each seed of
+    :data:`ORACLE_WORLDS`, scored against the same training-window truth as the methods on the board.
+
+    With a flat prior its intervals are honest but its median is noisy where a channel's spend
+    barely varies, so across seeds it is a reference for what the data alone identify, not a
+    lower bound on the ROI error of a method with an informative prior.
 
     Returns
     -------
