@@ -1,0 +1,106 @@
+"""``python -m mmmlib fit``: fit a Bayesian MMM to a CSV and write a report.
+
+Example, on the CSV shipped in ``data/``::
+
+    python -m mmmlib fit data/example_easy_world.csv --date date \\
+        --media media_tv media_search media_social media_display \\
+        --spend spend_tv spend_search spend_social spend_display \\
+        --target sales --controls control_0 --inference svi --out report/
+
+The file is validated first (every error names the file, column and row); the report folder is
+written only when the fit succeeded (see :func:`mmmlib.report.write_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _names(values: Sequence[str] | None) -> list[str]:
+    """Column lists as given: space-separated, comma-separated or both."""
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+
+
+def _channel_names(media: Sequence[str]) -> list[str]:
+    """Channel names: the media columns without a prefix they all share up to an underscore
+    (``media_tv``, ``media_search`` -> ``tv``, ``search``)."""
+    prefix = media[0].rsplit("_", 1)[0] + "_" if "_" in media[0] else ""
+    while prefix and not all(m.startswith(prefix) and len(m) > len(prefix) for m in media):
+        prefix = prefix[:-1].rsplit("_", 1)[0] + "_" if "_" in prefix[:-1] else ""
+    names = [m[len(prefix):] for m in media]
+    return names if len(set(names)) == len(names) else list(media)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mmmlib", description="Marketing-mix models from the mmm-thesis book.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fit", help="fit a Bayesian MMM to a CSV and write a report",
+                       description=__doc__.split("\n\n")[0])
+    f.add_argument("csv", type=Path, help="the data: one row per period (and geo)")
+    f.add_argument("--date", required=True, help="date column")
+    f.add_argument("--media", nargs="+", required=True, help="media columns (impressions, GRPs or spend)")
+    f.add_argument("--spend", nargs="+", required=True, help="spend columns, one per media column, same order")
+    f.add_argument("--target", required=True, help="target column (sales, revenue or conversions)")
+    f.add_argument("--controls", nargs="+", default=[], help="control columns")
+    f.add_argument("--geo", default=None, help="geo column of a panel")
+    f.add_argument("--channels", nargs="+", default=None,
+                   help="channel names (default: the media columns without their common prefix)")
+    f.add_argument("--model", default="hill_adstock", choices=("hill_adstock", "adstock", "carryover"))
+    f.add_argument("--prior", default="roi", choices=("roi", "cost"),
+                   help="roi: log-normal prior on each channel's ROI (national data); cost: LightweightMMM's")
+    f.add_argument("--inference", default="nuts", choices=("nuts", "svi"))
+    f.add_argument("--warmup", type=int, default=1000, help="NUTS warm-up per chain")
+    f.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (SVI: draws per chain of the guide)")
+    f.add_argument("--chains", type=int, default=2)
+    f.add_argument("--svi-steps", type=int, default=3000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", type=Path, required=True, help="report folder (must not exist, or be empty)")
+    f.add_argument("--force", action="store_true", help="replace an existing report folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input, 1 for a failed fit)."""
+    args = _parser().parse_args(argv)
+    from mmmlib.data import load_csv
+    from mmmlib.models.bayes import BayesianMMM
+    from mmmlib.report import write_report
+    from mmmlib.runtime import setup
+
+    try:
+        if args.out.exists() and (not args.out.is_dir() or (any(args.out.iterdir()) and not args.force)):
+            raise ValueError(f"{args.out} exists and is not an empty folder; choose another --out or pass --force")
+        for name in ("warmup", "draws", "chains", "svi_steps"):
+            if getattr(args, name) < (0 if name == "warmup" else 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+        media = _names(args.media)
+        channels = _names(args.channels) if args.channels else _channel_names(media)
+        data = load_csv(args.csv, date=args.date, media=media, spend=_names(args.spend),
+                        target=args.target, controls=_names(args.controls), geo=args.geo, channels=channels)
+        if args.geo and args.prior == "roi":
+            raise ValueError("--prior roi is implemented for national data only; use --prior cost for a geo panel")
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    setup(seed=args.seed)
+    print(f"fitting {args.model} ({args.prior} prior, {args.inference}) to {data.n_times} periods and "
+          f"{len(data.channels)} channels of {args.csv.name} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        mmm = BayesianMMM(model=args.model, media_prior=args.prior).fit(
+            data, inference=args.inference, num_warmup=args.warmup, num_samples=args.draws, chains=args.chains,
+            svi_steps=args.svi_steps, seed=args.seed, progress=sys.stderr.isatty(),
+        )
+        files = write_report(mmm, args.out, source=args.csv.name, force=args.force)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"fitted in {time.perf_counter() - t0:.0f} s; wrote {len(files)} files to {args.out} "
+          f"(open {args.out / 'report.md'})", file=sys.stderr)
+    return 0
