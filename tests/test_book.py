@@ -213,8 +213,9 @@ def test_bad_parameters_and_unknown_chapters(executed, capsys):
 def test_pages_list_every_result(executed):
     project, _ = executed
     (project.root / "book").mkdir(exist_ok=True)
-    results_md, repro_md, cite_md = write_pages(project)
+    results_md, repro_md, cite_md, findings_md = write_pages(project)
     text = results_md.read_text()
+    assert findings_md.read_text().startswith("<!-- written by")  # the toy chapter has no findings row
     display = json.loads((project.results / "01_toy.json").read_text())["results"]["ch01.value"]["display"]
     assert "`ch01.value`" in text and display in text
     assert "01_toy" in repro_md.read_text() and "@incollection{mmm_thesis_ch01" in cite_md.read_text()
