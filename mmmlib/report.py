@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mmmlib.models.bayes import _weekly_spend
 from mmmlib.models.persist import save_model
 from mmmlib.optimize import model_response, optimize_budget
 from mmmlib.plots import channel_palette, set_theme
@@ -78,7 +79,7 @@ def plot_response_curves(mmm, level: float = 0.9) -> plt.Figure:
     cols = min(2, len(channels))
     rows = math.ceil(len(channels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 2.8 * rows), squeeze=False)
-    mean_spend = mmm.data_.spend_array().reshape(mmm.data_.n_times, len(channels), -1).sum(axis=2).mean(axis=0)
+    mean_spend = _weekly_spend(mmm.data_.spend_array()).mean(axis=0)
     for k, (ax, ch) in enumerate(zip(axes.ravel(), channels, strict=False)):
         c = curves[curves["channel"] == ch]
         ax.fill_between(c["spend"], c["lo"], c["hi"], color=pal[ch], alpha=0.3)
@@ -143,7 +144,7 @@ def budget_plan(mmm, bounds_pct: float = 0.3, level: float = 0.9) -> BudgetPlan:
         raise ValueError(f"bounds_pct must be in (0, 1), got {bounds_pct}")
     data = mmm.data_
     channels = list(data.channels)
-    current = data.spend_array().reshape(data.n_times, len(channels), -1).sum(axis=2).mean(axis=0)
+    current = _weekly_spend(data.spend_array()).mean(axis=0)
     plan = optimize_budget(model_response(mmm), current, channels, bounds_pct=bounds_pct)
     gain = sum(mmm.response_draws(ch, np.array([plan.spend[k], current[k]])) @ np.array([1.0, -1.0])
                for k, ch in enumerate(channels))
