@@ -270,13 +270,15 @@ def input_hash(
 
 
 # ------------------------------------------------------------------ executing
-TIMING_KEY = re.compile(r"""["']ch\d{2}\.speed\.""")  # results under chNN.speed.* are wall times
+# A cell records a wall time (a result under ``chNN.speed.*``) or shows one (a model's
+# ``fit_seconds``, an estimate's ``.seconds``): its output differs from run to run.
+TIMING_KEY = re.compile(r"""["']ch\d{2}\.speed\.|\bfit_seconds\b|\.seconds\b""")
 
 
 def _strip_volatile(nb: nbformat.NotebookNode) -> None:
     """Drop timings, absolute paths and random ids so reruns are byte-identical, and tag the
-    cells that record wall times (result keys ``chNN.speed.*``) ``nbval-ignore-output``: their
-    glued values differ from run to run and are not part of the reproducibility check."""
+    cells that record or show wall times (:data:`TIMING_KEY`) ``nbval-ignore-output``: their
+    values differ from run to run and are not part of the reproducibility check."""
     pm = nb.metadata.get("papermill", {})
     nb.metadata["papermill"] = {"parameters": pm.get("parameters", {})}
     for i, cell in enumerate(nb.cells):
