@@ -48,7 +48,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mmmlib.data import MediaDataset
 from mmmlib.metrics import coverage, mae, mape
 from mmmlib.simulate.suite import WORLDS, SuiteWorld, make_world
 
@@ -60,7 +59,6 @@ __all__ = [
     "Task",
     "MethodFit",
     "applies",
-    "roi_prior",
     "make_tasks",
     "finite_draws",
     "fit_method",
@@ -256,27 +254,13 @@ def _fit_regression(world: SuiteWorld, settings: SweepSettings) -> MethodFit:
                      lambda s: float(np.dot(roi, s)), seconds)
 
 
-def roi_prior(data: MediaDataset, media_share: float = 0.3, sigma: float = 0.9) -> tuple[float, float]:
-    """Log-normal ROI prior ``(mu, sigma)`` in the data's own units: the median is the ROI every
-    channel would have if media drove ``media_share`` of sales.
-
-    On Chapter 0's worlds this is chapter 1's default prior (median about 1.2); on the funnel
-    world, where sales are conversions and spend is money, it moves the prior to the data's units
-    instead of assuming a return in currency.
-    """
-    ratio = float(data.target_array().sum() / data.spend_array().sum())
-    if not ratio > 0:
-        raise ValueError(f"roi_prior: total sales over total spend must be positive, got {ratio}")
-    return float(np.log(media_share * ratio)), sigma
-
-
 def _fit_bayes(world: SuiteWorld, settings: SweepSettings, prior: str, seed: int) -> MethodFit:
     from mmmlib.models.bayes import BayesianMMM
     from mmmlib.optimize import model_response
 
     train, test = world.split()
     t0 = time.perf_counter()
-    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior=roi_prior(train)).fit(
+    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior="data").fit(
         train, inference="svi", svi_steps=settings.svi_steps, seed=seed
     )
     seconds = time.perf_counter() - t0

@@ -338,3 +338,95 @@ def test_post_fit_methods_before_fit_or_with_bad_arguments_say_what_is_wrong():
         m.response_draws("radio", np.array([1.0]))
     with pytest.raises(ValueError, match="n_points"):
         m.response_curves(n_points=1)
+
+
+def test_data_roi_prior_is_in_the_data_units():
+    """The data-derived centre is near the fixed default on Chapter 0's worlds (where target and
+    spend are both money) and moves with the target's units."""
+    from mmmlib.models.bayes import data_roi_prior
+    from mmmlib.simulate.suite import make_world
+
+    train = make_world("easy").split()[0]
+    mu, sigma = data_roi_prior(train)
+    assert mu == pytest.approx(0.2, abs=0.1) and sigma == 0.9
+    shrunk = dataclasses.replace(train, frame=train.frame.assign(**{train.target: train.frame[train.target] / 1000}))
+    assert data_roi_prior(shrunk)[0] == pytest.approx(mu - np.log(1000))
+    assert data_roi_prior(shrunk, revenue_per_kpi=1000)[0] == pytest.approx(mu)
+    for kwargs, match in [({"media_share": 0}, "media_share"), ({"sigma": -1}, "sigma")]:
+        with pytest.raises(ValueError, match=match):
+            data_roi_prior(train, **kwargs)
+
+
+def test_revenue_per_kpi_gives_roi_in_revenue(world):
+    """A target in thousands with revenue_per_kpi=1000 is the same model: same ROI, same prior."""
+    kpi = dataclasses.replace(world.data, frame=world.data.frame.assign(
+        **{world.data.target: world.data.frame[world.data.target] / 1000}))
+    kw = dict(inference="svi", svi_steps=200, num_samples=50, chains=1, seed=0)
+    setup(0)
+    money = BayesianMMM(media_prior="roi").fit(world.data, **kw)
+    setup(0)
+    counted = BayesianMMM(media_prior="roi", revenue_per_kpi=1000).fit(kpi, **kw)
+    np.testing.assert_allclose(counted.roi().to_numpy(), money.roi().to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(counted.contribution_draws(), money.contribution_draws() / 1000, rtol=1e-6)
+    setup(0)
+    resolved = BayesianMMM(media_prior="roi", roi_prior="data").fit(world.data, **kw)
+    from mmmlib.models.bayes import data_roi_prior
+
+    assert resolved.roi_prior == "data" and resolved.roi_prior_ == data_roi_prior(world.data)
+    for kwargs, match in [({"revenue_per_kpi": 0}, "revenue_per_kpi"), ({"roi_prior": "meridian"}, "roi_prior"),
+                          ({"roi_prior": (float("nan"), 1.0)}, "roi_prior")]:
+        with pytest.raises(ValueError, match=match):
+            BayesianMMM(**kwargs)
+
+
+def test_prior_roi_draws_match_a_direct_monte_carlo(fitted, world):
+    """The cost prior's implied ROI, from the model's own trace, against the same prior sampled
+    by hand with torch.distributions (two-sample KS test)."""
+    from scipy import stats
+
+    n = 1500
+    ours = fitted.prior_roi_draws(n, seed=1)
+    C = len(world.data.channels)
+    torch.manual_seed(5)
+    cost = torch.as_tensor(fitted.cost_prior_)
+    coef = torch.distributions.HalfNormal(cost).sample((n,))
+    params = {"lag_weight": torch.distributions.Beta(2.0, 1.0).sample((n, C)),
+              "half_max_effective_concentration": torch.distributions.Gamma(1.0, 1.0).sample((n, C)),
+              "slope": torch.distributions.Gamma(1.0, 1.0).sample((n, C))}
+    media = torch.as_tensor(world.data.media_array() / world.data.media_array().mean(axis=0))
+    f = media_transform("hill_adstock", media.unsqueeze(-1).expand(*media.shape, n), {k: v.T for k, v in params.items()})
+    contrib = (f.sum(dim=0).T * coef).numpy() * world.data.target_array().mean()
+    direct = contrib / world.data.spend_array().sum(axis=0)[None, :]
+    for c in range(C):
+        assert stats.ks_2samp(ours[:, c], direct[:, c]).pvalue > 1e-3, world.data.channels[c]
+    state = torch.get_rng_state()
+    fitted.prior_roi_draws(10, seed=3)
+    assert torch.equal(state, torch.get_rng_state())  # the global random state is left alone
+
+
+def test_roi_contraction_flags_channels_the_data_did_not_inform(world):
+    """With the ROI prior, its prior sd is s; a channel whose spend is only noise-sized and
+    constant (nothing to learn from) keeps the prior's spread, the others narrow."""
+    frame = world.data.frame.copy()
+    flat = world.data.media[-1]
+    frame[flat] = frame[flat].mean()  # constant media: its effect is confounded with the intercept
+    data = dataclasses.replace(world.data, frame=frame)
+    setup(0)
+    mmm = BayesianMMM(media_prior="roi").fit(data, inference="svi", svi_steps=600, num_samples=400, chains=1, seed=0)
+    table = mmm.roi_contraction()
+    assert list(table.columns) == ["prior_sd", "posterior_sd", "sd_ratio", "prior_dominated", "posterior_median"]
+    assert (table["prior_sd"] == mmm.roi_prior_[1]).all()
+    assert table.loc[world.data.channels[-1], "sd_ratio"] > table["sd_ratio"].iloc[:-1].min()
+    assert not table["prior_dominated"].all()
+
+
+def test_save_and_load_methods_round_trip(fitted, world, tmp_path):
+    path = fitted.save(tmp_path / "model.pkl")
+    back = BayesianMMM.load(path)
+    pd.testing.assert_frame_equal(back.roi(), fitted.roi())
+    pd.testing.assert_frame_equal(back.predict(world.data), fitted.predict(world.data))
+    import pickle
+
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ValueError, match="not an mmmlib model"):
+        BayesianMMM.load(tmp_path / "other.pkl")

@@ -145,11 +145,6 @@ def test_finite_draws_drops_overflowed_draws():
     assert bm.finite_draws(mmm) == 0
 
 
-def test_roi_prior_matches_chapter_one_on_its_worlds():
-    mu, sigma = bm.roi_prior(make_world("easy").split()[0])
-    assert mu == pytest.approx(0.2, abs=0.1) and sigma == 0.9
-
-
 def test_executor_from_rejects_unknown_specs():
     with pytest.raises(ValueError, match="executor must be"):
         bm.executor_from("slurm")

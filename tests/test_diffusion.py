@@ -246,3 +246,15 @@ def test_correlation_spread_of_subsets():
     assert spread["lo"] == pytest.approx(-1.0) and spread["hi"] == pytest.approx(1.0) and 0.9 < spread["sd"] <= 1.0
     with pytest.raises(ValueError, match="size"):
         ex.correlation_spread(perfect, w, size=7)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"iterations": 0}, "iterations"), ({"iterations": 2.5}, "iterations"),
+                                           ({"iterations": True}, "iterations"), ({"tol": 0.0}, "tol")])
+def test_log_smoother_settings_are_checked_when_built(worlds, kwargs, match):
+    """Checked by the dataclass itself, not only by ``calibrate``: a directly built smoother
+    with no Gauss-Newton pass would return the prior as if it were a posterior."""
+    prior = LogKalmanTVC.calibrate(worlds[0]).prior
+    with pytest.raises(ValueError, match=match):
+        LogKalmanTVC(prior, **kwargs)
+    with pytest.raises(ValueError, match="iterations"):
+        LogKalmanTVC.calibrate(worlds[0], iterations=0)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -53,11 +54,14 @@ from mmmlib.nuts import sample_nuts
 from mmmlib.transforms import adstock, apply_exponent_safe, carryover, fourier_features, hill
 from mmmlib.vi import fit_advi
 
-__all__ = ["BayesianMMM", "MODELS", "Diagnostics", "media_transform"]
+__all__ = ["BayesianMMM", "MODELS", "PRIOR_DOMINATED_SD_RATIO", "Diagnostics", "data_roi_prior", "media_transform"]
 
 MODELS = ("adstock", "hill_adstock", "carryover")
 MEDIA_PRIORS = ("cost", "flat", "roi")
 NUTS_INIT_VI_STEPS = 1000  # full-rank VI steps that initialise NUTS (numpy backend)
+# A channel whose posterior sd of log ROI is above this fraction of its prior sd learned little
+# from the data: its ROI is mostly the prior's (see BayesianMMM.roi_contraction).
+PRIOR_DOMINATED_SD_RATIO = 0.75
 TRANSFORM_SITES = {
     "adstock": ("lag_weight", "exponent"),
     "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
@@ -98,6 +102,38 @@ def _transform_priors(model: str, n: int) -> dict[str, dist.Distribution]:
         "peak_effect_delay": dist.HalfNormal(2.0 * one),
         "exponent": dist.Beta(9.0 * one, one),
     }
+
+
+def data_roi_prior(
+    data: MediaDataset, media_share: float = 0.3, sigma: float = 0.9, revenue_per_kpi: float = 1.0
+) -> tuple[float, float]:
+    """Log-normal ROI prior ``(mu, sigma)`` in the data's own units: its median is the ROI every
+    channel would have if media drove ``media_share`` of the target.
+
+    A return "in currency" (Meridian's LogNormal(0.2, 0.9), median 1.2) assumes target and spend
+    are both money; when the target is conversions, or media are scaled 0-1 and used as spend,
+    that prior is off by orders of magnitude and the posterior stays at it. This centre moves
+    with the data's units. On Chapter 0's worlds it is close to the fixed default.
+
+    Parameters
+    ----------
+    data : MediaDataset
+        Training data (target and spend).
+    media_share : float
+        Share of the target the prior's median attributes to media, in (0, 1].
+    sigma : float
+        Prior sd of log ROI.
+    revenue_per_kpi : float
+        Revenue per unit of target (1 when the target is revenue).
+    """
+    if not 0.0 < media_share <= 1.0:
+        raise ValueError(f"media_share must be in (0, 1], got {media_share}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    ratio = float(revenue_per_kpi * data.target_array().sum() / data.spend_array().sum())
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"total target over total spend must be positive and finite, got {ratio}")
+    return float(np.log(media_share * ratio)), float(sigma)
 
 
 @dataclass(frozen=True)
@@ -180,8 +216,14 @@ class BayesianMMM:
         LightweightMMM agrees with the original only with it; Chapter 1), ``unit`` for the ROI
         prior. The NumPy backend samples either as the trend on :math:`t/T` (see
         :class:`~mmmlib.models.bayes_density.NationalDensity`, ``trend_base``).
-    roi_prior : tuple of float
-        :math:`(\\mu, s)` of the LogNormal ROI prior (``media_prior="roi"``).
+    roi_prior : tuple of float or "data"
+        :math:`(\\mu, s)` of the LogNormal ROI prior (``media_prior="roi"``); ``"data"``
+        centres it on the training data's own units (:func:`data_roi_prior`, resolved at
+        :meth:`fit`; the resolved pair is ``roi_prior_``). The default assumes ROI in currency.
+    revenue_per_kpi : float
+        Revenue per unit of target (default 1: the target is revenue). ROI is reported, and
+        its prior placed, in revenue per unit of spend; contributions, predictions and response
+        curves stay in target units.
 
     Examples
     --------
@@ -198,14 +240,20 @@ class BayesianMMM:
         weekday_seasonality: bool = False,
         media_prior: str = "cost",
         trend_index: str | None = None,
-        roi_prior: tuple[float, float] = (0.2, 0.9),
+        roi_prior: tuple[float, float] | str = (0.2, 0.9),
+        revenue_per_kpi: float = 1.0,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         if media_prior not in MEDIA_PRIORS:
             raise ValueError(f"media_prior must be one of {MEDIA_PRIORS}, got {media_prior!r}")
-        if len(roi_prior) != 2 or not roi_prior[1] > 0:
-            raise ValueError(f"roi_prior must be (mu, sigma) with sigma > 0, got {roi_prior!r}")
+        if isinstance(roi_prior, str):
+            if roi_prior != "data":
+                raise ValueError(f"roi_prior must be (mu, sigma) or 'data', got {roi_prior!r}")
+        elif len(roi_prior) != 2 or not roi_prior[1] > 0 or not all(map(math.isfinite, roi_prior)):
+            raise ValueError(f"roi_prior must be (mu, sigma) with finite mu and sigma > 0, got {roi_prior!r}")
+        if not (math.isfinite(revenue_per_kpi) and revenue_per_kpi > 0):
+            raise ValueError(f"revenue_per_kpi must be a positive number, got {revenue_per_kpi!r}")
         if seasonality_degrees < 0:
             raise ValueError(f"seasonality_degrees must be >= 0, got {seasonality_degrees}")
         self.model_name = model
@@ -218,7 +266,8 @@ class BayesianMMM:
             raise ValueError(f"trend_index must be 'raw' or 'unit', got {trend_index!r}")
         self.trend_index = trend_index
         self.media_prior = media_prior
-        self.roi_prior = (float(roi_prior[0]), float(roi_prior[1]))
+        self.roi_prior = roi_prior if isinstance(roi_prior, str) else (float(roi_prior[0]), float(roi_prior[1]))
+        self.revenue_per_kpi = float(revenue_per_kpi)
         self.samples_: dict[str, torch.Tensor] | None = None
         self.data_: MediaDataset | None = None
         self.diagnostics_: Diagnostics | None = None
@@ -247,7 +296,10 @@ class BayesianMMM:
         total_cost = _weekly_spend(spend).sum(axis=0)
         self.cost_prior_ = total_cost / total_cost.mean() if self.media_prior == "cost" else np.ones_like(total_cost)
         self.price_ = spend.sum(axis=0) / np.maximum(media.sum(axis=0), 1e-12)  # spend per media unit
-        self.roi_units_ = total_cost / float(np.sum(self.target_scale_))  # ROI -> total scaled contribution
+        # ROI (revenue per spend) -> total scaled contribution
+        self.roi_units_ = total_cost / (float(np.sum(self.target_scale_)) * self.revenue_per_kpi)
+        self.roi_prior_ = (data_roi_prior(data, revenue_per_kpi=self.revenue_per_kpi)
+                           if self.roi_prior == "data" else self.roi_prior)
 
     def _prepare(self, data: MediaDataset, offset: int = 0, with_target: bool = True) -> _Prepared:
         media = torch.as_tensor(data.media_array() / self.media_scale_)
@@ -275,7 +327,7 @@ class BayesianMMM:
         with pyro.plate("channels", C, dim=-1):
             params = {name: pyro.sample(name, d) for name, d in _transform_priors(self.model_name, C).items()}
             if self.media_prior == "roi":
-                roi = pyro.sample("roi", dist.LogNormal(*self.roi_prior))
+                roi = pyro.sample("roi", dist.LogNormal(*self.roi_prior_))
             else:
                 coef_media = pyro.sample("coef_media", dist.HalfNormal(cost))
         expo_trend = pyro.sample("expo_trend", dist.Uniform(0.5, 1.5))
@@ -532,7 +584,7 @@ class BayesianMMM:
             self.cost_prior_,
             media_prior=self.media_prior,
             roi_units=self.roi_units_,
-            roi_prior=self.roi_prior,
+            roi_prior=self.roi_prior_,
             coordinates=coordinates,
             trend_base=base,
         )
@@ -627,25 +679,30 @@ class BayesianMMM:
         if self.samples_ is None:
             raise RuntimeError("call fit() first")
 
-    def _draw_params(self, geo: bool) -> dict[str, torch.Tensor]:
+    def _draw_params(self, geo: bool, samples: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Transform parameters with the draw axis last, to broadcast against (T, C[, G], S)."""
+        samples = self.samples_ if samples is None else samples
         out = {}
         for name in TRANSFORM_SITES[self.model_name]:
-            v = self.samples_[name].T  # (C, S)
+            v = samples[name].T  # (C, S)
             out[name] = v.unsqueeze(1) if geo else v  # (C, 1, S) for geo
         return out
 
-    def _media_effect(self, media_scaled: torch.Tensor) -> torch.Tensor:
-        """Per-draw media effect on the scaled target, ``(S, T, C[, G])``."""
+    def _media_effect(
+        self, media_scaled: torch.Tensor, samples: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Per-draw media effect on the scaled target, ``(S, T, C[, G])``, of the posterior
+        draws (or of ``samples``, e.g. prior draws)."""
+        samples = self.samples_ if samples is None else samples
         geo = media_scaled.ndim == 3
         x = media_scaled.unsqueeze(-1)  # (T, C[, G], 1) -> broadcast with draws
-        n = self.samples_["coef_media"].shape[0]
+        n = samples["coef_media"].shape[0]
         x = x.expand(*media_scaled.shape, n)
-        f = media_transform(self.model_name, x, self._draw_params(geo))  # (T, C[, G], S)
+        f = media_transform(self.model_name, x, self._draw_params(geo, samples))  # (T, C[, G], S)
         f = f.movedim(-1, 0)  # (S, T, C[, G])
         if geo:
-            return f * self.samples_["coef_media_geo"].unsqueeze(1)  # (S, C, G) -> (S, 1, C, G)
-        return f * self.samples_["coef_media"].unsqueeze(1)
+            return f * samples["coef_media_geo"].unsqueeze(1)  # (S, C, G) -> (S, 1, C, G)
+        return f * samples["coef_media"].unsqueeze(1)
 
     def _effect_draws(self, data: MediaDataset | None) -> np.ndarray:
         """Per-draw media effect on the original scale, ``(S, T, C)`` or ``(S, T, C, G)``.
@@ -692,7 +749,8 @@ class BayesianMMM:
         return eff.sum(axis=-1) if eff.ndim == 4 else eff
 
     def roi(self, level: float = 0.9, by_geo: bool = False) -> pd.DataFrame:
-        """ROI per channel: total contribution over the training window / total spend.
+        """ROI per channel: total contribution over the training window / total spend (times
+        ``revenue_per_kpi``: revenue per unit of spend).
 
         Parameters
         ----------
@@ -711,7 +769,7 @@ class BayesianMMM:
             contrib = self.contribution_draws(by_geo=True).sum(axis=1)  # (S, C, G)
             spend = self.data_.spend_array().sum(axis=0)  # (C, G)
             with np.errstate(divide="ignore", invalid="ignore"):
-                draws = np.where(spend[None] > 0, contrib / spend[None], np.nan)
+                draws = np.where(spend[None] > 0, self.revenue_per_kpi * contrib / spend[None], np.nan)
             draws = draws.transpose(0, 2, 1).reshape(draws.shape[0], -1)  # (S, G * C), geo-major
             geos = self.data_.geos
             out = interval_summary(draws, [f"{g}|{c}" for g in geos for c in channels], level)
@@ -719,7 +777,73 @@ class BayesianMMM:
             return out
         contrib = self.contribution_draws().sum(axis=1)  # (S, C)
         total_spend = _weekly_spend(self.data_.spend_array()).sum(axis=0)
-        return interval_summary(contrib / total_spend[None, :], channels, level)
+        return interval_summary(self.revenue_per_kpi * contrib / total_spend[None, :], channels, level)
+
+    def prior_roi_draws(self, n: int = 1000, seed: int = 0) -> np.ndarray:
+        """ROI per channel under the prior alone, on the training data's spend, ``(n, C)``.
+
+        For the ``roi`` prior these are draws of its LogNormal; for the cost and flat priors,
+        the ROI that prior draws of the coefficients and transform parameters imply. The global
+        random state is left as it was.
+        """
+        self._check_fitted()
+        if n < 2:
+            raise ValueError(f"n must be >= 2, got {n}")
+        prep = self._prepare(self.data_, with_target=False)
+        sites = [*TRANSFORM_SITES[self.model_name], "coef_media", "coef_media_geo", "roi"]
+        draws: dict[str, list[torch.Tensor]] = {}
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            with torch.no_grad(), pyro.poutine.seed(rng_seed=seed):  # restores the random state on exit
+                for _ in range(n):  # the model is written for one draw at a time
+                    trace = pyro.poutine.trace(self._model).get_trace(
+                        prep.media, prep.controls, prep.seasonal, prep.t_index)
+                    for name in sites:
+                        if name in trace.nodes:
+                            draws.setdefault(name, []).append(trace.nodes[name]["value"])
+        finally:
+            torch.set_default_dtype(default_dtype)
+        samples = {k: torch.stack(v) for k, v in draws.items()}
+        if "roi" in samples:
+            return samples["roi"].numpy()
+        with torch.no_grad():
+            eff = self._media_effect(prep.media, samples).numpy()  # (n, T, C[, G])
+        scale = np.asarray(self.target_scale_)
+        contrib = (eff * scale[None, None, None, :]).sum(axis=(1, 3)) if eff.ndim == 4 else eff.sum(axis=1) * float(scale)
+        total_spend = _weekly_spend(self.data_.spend_array()).sum(axis=0)
+        return self.revenue_per_kpi * contrib / total_spend[None, :]
+
+    def roi_contraction(self, n_prior: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """How much the data narrowed each channel's ROI: posterior against prior spread.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by channel: ``prior_sd`` and ``posterior_sd`` of log ROI (the ``roi``
+            prior's is its :math:`s`; otherwise from :meth:`prior_roi_draws`), ``sd_ratio``
+            and ``prior_dominated`` (``sd_ratio`` above :data:`PRIOR_DOMINATED_SD_RATIO`: the
+            channel's ROI is mostly its prior's, so a report should not read it as measured).
+        """
+        self._check_fitted()
+        channels = list(self.data_.channels)
+        post = self.roi()  # fills the effect cache
+        contrib = self.contribution_draws().sum(axis=1)
+        total_spend = _weekly_spend(self.data_.spend_array()).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_post = np.log(self.revenue_per_kpi * contrib / total_spend[None, :])
+        post_sd = np.array([np.std(col[np.isfinite(col)]) for col in log_post.T])
+        if self.media_prior == "roi":
+            prior_sd = np.full(len(channels), self.roi_prior_[1])
+        else:
+            with np.errstate(divide="ignore"):
+                log_prior = np.log(self.prior_roi_draws(n_prior, seed))
+            prior_sd = np.array([np.std(col[np.isfinite(col)]) for col in log_prior.T])
+        out = pd.DataFrame({"prior_sd": prior_sd, "posterior_sd": post_sd}, index=pd.Index(channels, name="channel"))
+        out["sd_ratio"] = out["posterior_sd"] / out["prior_sd"]
+        out["prior_dominated"] = out["sd_ratio"] > PRIOR_DOMINATED_SD_RATIO
+        out["posterior_median"] = post["median"].reindex(channels)
+        return out
 
     def contribution_share(self, level: float = 0.9) -> pd.DataFrame:
         """Each channel's share of the total media contribution (same columns as :meth:`roi`)."""
@@ -889,6 +1013,24 @@ class BayesianMMM:
             attrs=dict(model=self.model_name, media_prior=self.media_prior, inference=self.inference_,
                        backend=self.backend_, mmmlib_version=__version__),
         )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to one file (see :func:`mmmlib.models.persist.save_model`):
+        :meth:`load` with the same mmmlib version gives identical :meth:`roi` and
+        :meth:`predict`; another version is refused."""
+        from mmmlib.models.persist import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BayesianMMM:
+        """Read a model written by :meth:`save` with this mmmlib version."""
+        from mmmlib.models.persist import load_model
+
+        model = load_model(path)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
 
     def summary(self) -> dict[str, Any]:
         """Short description of the fitted model for tables."""

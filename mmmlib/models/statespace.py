@@ -221,11 +221,15 @@ class LogKalmanTVC:
     iterations: int = 8
     tol: float = 1e-3
 
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if not self.tol > 0:
+            raise ValueError(f"tol must be positive, got {self.tol!r}")
+
     @classmethod
     def calibrate(cls, train: TVCWorld, iterations: int = 8) -> LogKalmanTVC:
         """Set the prior from the truth of simulated training series, media states :math:`\\log\\beta`."""
-        if iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {iterations}")
         prior = KalmanTVC._from_paths(train, np.log(train.beta))
         return cls(prior=prior, iterations=iterations)
 
