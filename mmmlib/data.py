@@ -13,6 +13,7 @@ See Chapter 0 for the simulated datasets and Chapter 1 for fitting one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["MediaDataset", "load_csv", "DATA_FILES_READ"]
+__all__ = ["MediaDataset", "MIN_PERIODS", "load_csv", "DATA_FILES_READ"]
 
 DATA_FILES_READ: set[str] = set()
 """Absolute paths of data files read through :func:`load_csv` in this process.
@@ -163,24 +164,44 @@ def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
     return values.astype(np.float64)
 
 
+MIN_PERIODS = 8
+"""Fewest periods :func:`load_csv` accepts: fewer cannot fit a trend, a season and one
+coefficient per channel, whatever the model."""
+
+
+def _columns(value: str | Sequence[str] | None, role: str) -> list[str]:
+    """A role's column names: one name, a sequence of names, or none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    names = list(value)
+    for v in names:
+        if not isinstance(v, str):
+            raise ValueError(f"{role}: column names must be strings, got {v!r}")
+    return names
+
+
 def load_csv(
     path: str | Path,
     date: str,
-    media: Sequence[str],
-    spend: Sequence[str],
+    media: str | Sequence[str],
+    spend: str | Sequence[str],
     target: str,
-    controls: Sequence[str] = (),
+    controls: str | Sequence[str] = (),
     geo: str | None = None,
     channels: Sequence[str] | None = None,
     name: str | None = None,
 ) -> MediaDataset:
     """Load and validate a media CSV into a :class:`MediaDataset`.
 
-    Checks, each failing with a :class:`ValueError` that names the column and the
-    first bad row: every named column exists; no column is named twice; dates parse,
-    are sorted (within each geo), unique and regularly spaced; values are numeric and
-    not missing; media and spend are non-negative; in a panel, every geo has the
-    same dates.
+    Checks, each failing with a :class:`ValueError` that names the file, the column and
+    the first bad row: the file is UTF-8 CSV text with a header and every row has as
+    many fields as the header (an unquoted thousands separator, ``1,500``, adds one);
+    every named column exists; no column is named twice; dates are dates (not numbers
+    such as week indices), parse, are sorted (within each geo), unique and regularly
+    spaced; values are numeric and not missing; media and spend are non-negative; in a
+    panel, every geo has the same dates; there are at least :data:`MIN_PERIODS` periods.
 
     Parameters
     ----------
@@ -206,7 +227,61 @@ def load_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
-    media, spend, controls = list(media), list(spend), list(controls)
+    media, spend = _columns(media, "media"), _columns(spend, "spend")
+    controls = _columns(controls, "controls")
+    try:
+        return _load(path, date, media, spend, target, controls, geo, channels, name)
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from None
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError("the file is empty (no header, no rows)") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"the file is not UTF-8 text ({err.reason} at byte {err.start}); save it as a UTF-8 CSV") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"the file is not a well-formed CSV: {err}") from None
+    if not isinstance(df.index, pd.RangeIndex):
+        raise ValueError(
+            "rows have more fields than the header (from line 2 on): an unquoted thousands separator "
+            "('1,500') or a trailing comma? Remove the separators or quote such numbers"
+        )
+    if df.empty:
+        raise ValueError("the file has a header but no data rows")
+    return df
+
+
+def _parse_dates(column: pd.Series, date: str) -> pd.Series:
+    """Dates as datetimes; numbers (week indices, Excel serials, epoch counts, and 20240107, which
+    could be any of them) are refused rather than read as nanoseconds after 1970."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise ValueError(
+            f"column {date!r} holds numbers ({str(column.iloc[0])!r} at {_where(0)}), not dates: "
+            "give calendar dates such as 2024-01-07"
+        )
+    text = column.astype("string").str.strip()
+    numeric = text.str.fullmatch(r"[+-]?\d+(\.\d*)?")
+    if numeric.any():
+        i = int(np.flatnonzero(numeric.fillna(False).to_numpy())[0])
+        raise ValueError(f"column {date!r} holds a number, not a date, at {_where(i)}: {column.iloc[i]!r}")
+    with warnings.catch_warnings():  # "could not infer format": each value is parsed on its own, fine here
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(column, errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"column {date!r} has a missing or unparsable date at {_where(i)}: {column.iloc[i]!r}")
+    early = parsed.dt.year < 1900
+    if early.any():
+        i = int(np.flatnonzero(early.to_numpy())[0])
+        raise ValueError(f"column {date!r} has an implausible date at {_where(i)}: {column.iloc[i]!r} (before 1900)")
+    return parsed
+
+
+def _load(path, date, media, spend, target, controls, geo, channels, name) -> MediaDataset:
     if not media:
         raise ValueError("media: give at least one media column")
     if len(media) != len(spend):
@@ -214,7 +289,7 @@ def load_csv(
             f"media has {len(media)} columns but spend has {len(spend)}: give one spend "
             "column per media column, in the same order"
         )
-    df = pd.read_csv(path)
+    df = _read(path)
     wanted = [date, target, *media, *spend, *controls] + ([geo] if geo else [])
     seen: set[str] = set()
     for col in wanted:
@@ -223,16 +298,10 @@ def load_csv(
         seen.add(col)
         if col not in df.columns:
             raise ValueError(
-                f"column {col!r} not found in {path.name}; columns are: {', '.join(map(str, df.columns))}"
+                f"column {col!r} not found; columns are: {', '.join(map(str, df.columns))}"
             )
 
-    # dates
-    parsed = pd.to_datetime(df[date], errors="coerce")
-    bad = parsed.isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"column {date!r} has a missing or unparsable date at {_where(i)}: {df[date].iloc[i]!r}")
-    df[date] = parsed
+    df[date] = _parse_dates(df[date], date)
 
     # numbers, missing values, signs
     for col in [target, *media, *spend, *controls]:
@@ -286,6 +355,9 @@ def load_csv(
                 f"column {geo!r}: geo {g!r} (first at {_where(int(rows[0]))}) does not have the same dates as the first geo"
             )
 
+    n_periods = len(reference) if reference is not None else 0
+    if n_periods < MIN_PERIODS:
+        raise ValueError(f"{n_periods} periods{' per geo' if geo else ''}: at least {MIN_PERIODS} are needed to fit a model")
     if geo is not None:
         df[geo] = df[geo].astype(str)
         df = df.sort_values([geo, date], kind="stable").reset_index(drop=True)

@@ -96,9 +96,15 @@ def setup(
     Runtime
         The settings in force.
     """
-    n = threads if threads is not None else int(os.environ.get("MMM_THREADS", DEFAULT_THREADS))
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
+    if threads is None:
+        raw = os.environ.get("MMM_THREADS", str(DEFAULT_THREADS)).strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"environment variable MMM_THREADS must be a positive integer (threads), got {raw!r}")
+        n = int(raw)
+    else:
+        n = threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
     torch.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits

@@ -14,7 +14,6 @@ argument names and conventions (see Chapter 0 and Chapter 1):
 
 from __future__ import annotations
 
-import math
 from typing import TypeAlias
 
 import numpy as np
@@ -80,10 +79,12 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     :math:`1/(1-\lambda)` makes the long-run mass of a constant input equal to
     the input (:math:`\sum_k (1-\lambda)\lambda^k = 1`).
 
-    Computed as :math:`a_t = \sum_{s \le t} \lambda^{t-s} x_s`, a causal depthwise
-    convolution over time, so it is vectorised over time (and over any batch of
-    parameters, e.g. posterior draws) and differentiable in :math:`\lambda`
-    (including :math:`\lambda = 0`).
+    Computed by a parallel prefix scan of the recursion (Hillis–Steele): after the round with
+    offset :math:`k = 1, 2, 4, \dots`, :math:`a_t` holds :math:`\sum_{j < 2k} \lambda^j x_{t-j}`,
+    by :math:`a_t \leftarrow a_t + \lambda^k a_{t-k}`. That is :math:`\lceil\log_2 T\rceil`
+    vectorised steps, memory linear in :math:`T` (a convolution with a :math:`T`-long kernel
+    expands to :math:`T \times T` per channel, geo and posterior draw), differentiable in
+    :math:`\lambda` (including :math:`\lambda = 0`), and batched over any parameter shape.
 
     Parameters
     ----------
@@ -110,14 +111,13 @@ def adstock(data: ArrayLike, lag_weight: ArrayLike = 0.9, normalise: bool = True
     lam = _param(lag_weight, x, "lag_weight")
     T = x.shape[0]
     shape = torch.broadcast_shapes(lam.shape, x.shape[1:])
-    M = math.prod(shape)
-    lam_b = lam.expand(shape).reshape(M)
-    # lam^k for k = 0..T-1 by a cumulative product (cheap, exact gradient at lam = 0)
-    powers = torch.cumprod(torch.cat([torch.ones_like(lam_b)[None], lam_b.expand(T - 1, M)]), dim=0)
-    # a_t = sum_{k<=t} lam^k x_{t-k}: a causal depthwise convolution over time
-    signal = torch.nn.functional.pad(x.expand(T, *shape).reshape(T, M).T.unsqueeze(0), (T - 1, 0))
-    kernel = powers.flip(0).T.unsqueeze(1)  # (M, 1, T)
-    out = torch.nn.functional.conv1d(signal, kernel, groups=M)[0].T.reshape(T, *shape)
+    out = x.expand(T, *shape)
+    power = lam.expand(shape)  # lam^k for the current offset k
+    k = 1
+    while k < T:
+        out = torch.cat([out[:k], out[k:] + power * out[:-k]], dim=0)
+        power = power * power
+        k *= 2
     if normalise:
         out = out * (1.0 - lam)
     return out

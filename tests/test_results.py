@@ -75,3 +75,14 @@ def test_atomic_write_keeps_old_file_when_the_rename_fails(tmp_path, monkeypatch
 def test_begin_chapter_validates_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         begin_chapter("07_demo", params)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", ""])
+def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch, value):
+    from mmmlib.runtime import setup
+
+    monkeypatch.setenv("MMM_THREADS", value)
+    with pytest.raises(ValueError, match="MMM_THREADS must be a positive integer"):
+        setup(0)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        setup(0, threads=0)

@@ -181,3 +181,29 @@ def test_batched_parameters_match_the_recursion():
     for c in range(3):
         for s in range(5):
             np.testing.assert_allclose(out[:, c, s], adstock_reference(x[:, c, s].numpy(), lam[c, s].item(), False))
+
+
+def test_adstock_gradient_in_the_decay_is_exact_at_zero_and_inside():
+    """d a_t / d lambda of the un-normalised adstock is sum_j j lambda^(j-1) x_(t-j); at 0 it is x_(t-1)."""
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.random((40, 2)))
+    for lam0 in (0.0, 0.6):
+        lam = torch.full((2,), lam0, dtype=torch.float64, requires_grad=True)
+        out = adstock(x, lam, normalise=False)
+        t = 37
+        out[t].sum().backward()
+        expected = sum(j * (lam0 ** (j - 1) if j > 1 else 1.0) * x[t - j] for j in range(1, t + 1))
+        np.testing.assert_allclose(lam.grad.numpy(), expected.numpy(), rtol=1e-10)
+
+
+def test_adstock_batches_over_draws_and_geos_like_the_recursion():
+    """Parameters shaped (C, 1, S) against data (T, C, G, 1): every (channel, geo, draw) is its
+    own recursion (how the Bayesian model computes contributions for all posterior draws)."""
+    rng = np.random.default_rng(5)
+    x = rng.random((25, 3, 4))
+    lam = rng.uniform(0, 0.95, size=(3, 1, 6))
+    got = adstock(torch.as_tensor(x).unsqueeze(-1), torch.as_tensor(lam)).numpy()  # (T, C, G, S)
+    assert got.shape == (25, 3, 4, 6)
+    for g in range(4):
+        for s in range(6):
+            np.testing.assert_allclose(got[:, :, g, s], adstock_reference(x[:, :, g], lam[:, 0, s], True), rtol=1e-10)
