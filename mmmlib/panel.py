@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mmmlib.metrics import r2
 from mmmlib.transforms import adstock, hill
 
 __all__ = [
@@ -25,9 +26,7 @@ __all__ = [
     "split_panel",
     "pooled_r2",
     "within_r2",
-    "rmse",
     "naive_forecasts",
-    "fourier_features",
     "saturated_media",
 ]
 
@@ -138,18 +137,9 @@ def split_panel(
     )
 
 
-def fourier_features(n_weeks: int, harmonics: int = 2, period: float = 52.0) -> np.ndarray:
-    """Sine and cosine features of week number, shape ``(n_weeks, 2 * harmonics)``."""
-    t = np.arange(n_weeks)[:, None]
-    k = np.arange(1, harmonics + 1)[None, :]
-    ang = 2 * np.pi * k * t / period
-    return np.concatenate([np.sin(ang), np.cos(ang)], axis=1)
-
-
 def pooled_r2(prediction: np.ndarray, observed: np.ndarray) -> float:
     """:math:`R^2` over all region-weeks together (dominated by between-region differences)."""
-    pred, obs = np.asarray(prediction, float), np.asarray(observed, float)
-    return float(1.0 - np.sum((obs - pred) ** 2) / np.sum((obs - obs.mean()) ** 2))
+    return r2(prediction, observed)
 
 
 def within_r2(prediction: np.ndarray, observed: np.ndarray) -> float:
@@ -161,11 +151,6 @@ def within_r2(prediction: np.ndarray, observed: np.ndarray) -> float:
     if obs.ndim != 2:
         raise ValueError(f"within_r2 needs (regions, weeks) arrays, got {obs.shape}")
     return float(1.0 - np.sum((obs - pred) ** 2) / np.sum((obs - obs.mean(axis=1, keepdims=True)) ** 2))
-
-
-def rmse(prediction: np.ndarray, observed: np.ndarray) -> float:
-    """Root mean squared error."""
-    return float(np.sqrt(np.mean((np.asarray(prediction, float) - np.asarray(observed, float)) ** 2)))
 
 
 def naive_forecasts(sales: np.ndarray, train_weeks: int, last: int = 4) -> dict[str, np.ndarray]:

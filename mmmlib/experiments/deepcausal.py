@@ -15,9 +15,10 @@ import pandas as pd
 import seaborn as sns
 
 from mmmlib.causal_graph import GraphFit, edge_scores, notears, spend_deviations
+from mmmlib.metrics import rmse
 from mmmlib.models.deepcausal import DeepCausalConfig, DeepCausalFit, fit_deepcausal
 from mmmlib.optimize import optimize_budget
-from mmmlib.panel import PanelSplit, naive_forecasts, pooled_r2, rmse, split_panel, within_r2
+from mmmlib.panel import PanelSplit, naive_forecasts, pooled_r2, split_panel, within_r2
 from mmmlib.simulate.geo_graph import GeoGraphConfig, GeoGraphWorld, simulate_geo_graph
 
 __all__ = [

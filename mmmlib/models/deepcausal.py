@@ -42,8 +42,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mmmlib.panel import PanelSplit, fourier_features, saturated_media
-from mmmlib.transforms import adstock, hill
+from mmmlib.panel import PanelSplit, saturated_media
+from mmmlib.transforms import adstock, fourier_features, hill
 
 __all__ = ["DeepCausalConfig", "DeepCausalFit", "DeepCausalNet", "fit_deepcausal"]
 
@@ -299,7 +299,7 @@ def fit_deepcausal(
     if len(channels) != n_c:
         raise ValueError(f"{len(channels)} channel names for {n_c} media columns")
     train = split.train
-    fourier = fourier_features(n_t, config.harmonics)
+    fourier = fourier_features(n_t, 52.0, config.harmonics).numpy()
     # Data-driven Hill start: median adstocked training spend per channel at the initial decay.
     init_decay = config.max_decay / (1 + np.exp(0.5))
     with torch.no_grad():
