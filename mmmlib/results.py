@@ -11,7 +11,7 @@ in the file) and calls :meth:`Recorder.save` last, which writes
                                        "meaning": "...", "where": "ch00-truth"}, ...},
       "provenance": {"git_commit": ..., "git_dirty": ..., "parameters": {...}, "seed": 0,
                      "versions": {...}, "hardware": {...}, "wall_time_s": 12.3,
-                     "data_files": [...]}
+                     "peak_rss_mb": 850.0, "data_files": [...]}
     }
 
 A result is cited by its key (see the book's "How to cite" page).
@@ -127,6 +127,18 @@ def _git(*args: str) -> str:
         return ""
 
 
+def peak_rss_mb() -> float | None:
+    """Peak resident memory so far of this process and of the largest child it has waited for
+    (e.g. parallel NUTS chains), in MB; ``None`` where the platform does not report it."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        return None
+    per_mb = 1024 * 1024 if platform.system() == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(peak / per_mb, 1) if peak else None
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages that compute the book's numbers."""
     out = {"python": platform.python_version()}
@@ -224,7 +236,7 @@ class Recorder:
         return res
 
     def provenance(self) -> dict[str, Any]:
-        """Commit, dirty flag, parameters, seed, versions, hardware, wall time, data files."""
+        """Commit, dirty flag, parameters, seed, versions, hardware, wall time, peak memory, data files."""
         from mmmlib.data import DATA_FILES_READ
 
         root = repo_root()
@@ -241,6 +253,7 @@ class Recorder:
             "versions": versions(),
             "hardware": self.runtime.hardware,
             "wall_time_s": round(time.perf_counter() - self._t0, 2),
+            "peak_rss_mb": peak_rss_mb(),
             "data_files": data_files,
         }
 

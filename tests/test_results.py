@@ -25,9 +25,10 @@ def test_save_writes_values_display_and_provenance(tmp_path):
     r = doc["results"]["ch07.roi.tv"]
     assert r == {"value": 1.23456, "display": "1.23", "unit": "sales per spend", "meaning": "ROI of TV", "where": "sec"}
     prov = doc["provenance"]
-    for field in ("git_commit", "git_dirty", "parameters", "seed", "versions", "hardware", "wall_time_s", "data_files"):
+    for field in ("git_commit", "git_dirty", "parameters", "seed", "versions", "hardware", "wall_time_s", "peak_rss_mb", "data_files"):
         assert field in prov
     assert prov["parameters"] == {"profile": "quick", "seed": 1}
+    assert 50 < prov["peak_rss_mb"] < 1e6  # this process has torch loaded: tens of MB at least
     assert prov["versions"]["torch"].startswith("2.")
     assert load_results(tmp_path)["07_demo"]["results"]["ch07.n"]["display"] == "5"
 
