@@ -1,7 +1,7 @@
 r"""DeepCausal, repaired: GRU time-varying media coefficients on a geo panel, and a channel graph.
 
 After DeepCausalMMM :cite:p:`tirumala2025deepcausalmmm`, with its design faults fixed
-(spec §4.6). On scaled data (:mod:`mmmlib.panel`: spend over its mean, sales over the
+(Chapter 3). On scaled data (:mod:`mmmlib.panel`: spend over its mean, sales over the
 region's training mean) the prediction is an exact sum of parts,
 
 .. math::

@@ -1,4 +1,4 @@
-r"""A conditional denoising diffusion model of time-varying coefficient paths (MMM-Diffusion, spec §5).
+r"""A conditional denoising diffusion model of time-varying coefficient paths (MMM-Diffusion; Chapter 5).
 
 The model generates, for one series, the matrix :math:`v \in \mathbb R^{T\times D}` of standardised
 coefficient paths: log media coefficients (so media coefficients are positive by construction),

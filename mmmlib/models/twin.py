@@ -1,6 +1,6 @@
 r"""Digital twins of survey respondents: a variational ordinal factor model in Pyro.
 
-After Levy's *Digital Marketing Twins* (spec §3), repaired where the source is broken.
+After Levy's *Digital Marketing Twins* (Chapter 4), repaired where the source is broken.
 
 **Generative model.** For respondent :math:`i` with covariates :math:`x_i` and brand
 :math:`k` with levers :math:`r_{ik\cdot}`:
@@ -18,15 +18,15 @@ After Levy's *Digital Marketing Twins* (spec §3), repaired where the source is 
 so lever responses may saturate or have thresholds; :math:`W_m`, loadings :math:`\lambda`,
 brand positions :math:`a` (summing to zero) and cut-points are Bayesian globals.
 
-**Identification** (the source's β and φ are not identified, spec §3.6.1). The residual
+**Identification** (the source's β and φ are not identified). The residual
 :math:`\zeta` has unit variance, which fixes the scale; each perceptual item loads on the one
 dimension its questionnaire assigns it, with a positive loading, which fixes rotation and sign;
 outcome items load freely. Cut-points absorb the item intercepts.
 
 **Inference.** SVI with a subsampled respondent plate (the likelihood is scaled up by
-:math:`N/B`, not the prior down, spec §3.6.3); a full-rank Gaussian over the globals; and an
+:math:`N/B`, not the prior down); a full-rank Gaussian over the globals; and an
 *amortised* encoder :math:`q(\varepsilon_i, \zeta_{i\cdot} \mid y_i, x_i, r_i)` for the local
-latents (the source's guide indexes them by position in the minibatch, spec §3.6.2; that guide
+latents (the source's guide indexes them by position in the minibatch; that guide
 is kept as ``encoder="batch_position"`` to show what it does). With ``particles`` :math:`k > 1`
 the encoder is a proposal: each respondent's latents are integrated by importance sampling
 (the importance-weighted bound), and posterior draws resample the proposals by their weights.

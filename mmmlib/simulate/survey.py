@@ -4,7 +4,7 @@ Respondents :math:`i` rate every brand :math:`k` of an oligopoly on perceptual L
 and on three outcomes (affinity 0–10, satisfaction 1–7, purchase intent 1–5).
 
 **Respondents.** Covariates :math:`x_i \sim \mathcal N(0, I_P)` (demographics, usage) set a
-trait through a randomly initialised tanh network, as in the source's simulator (spec §3.4),
+trait through a randomly initialised tanh network, as in the source's simulator,
 
 .. math::
 

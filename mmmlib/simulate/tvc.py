@@ -12,7 +12,7 @@ with flighted spend :math:`s` (on/off campaigns), fixed and known media transfor
 :math:`b_{it}` (level, trend, yearly season) and Gaussian noise.
 
 **Coefficients.** Media coefficients are positive, log-Ornstein–Uhlenbeck with regime jumps
-(spec §5.1, v2 volatilities):
+(the source system's setting, with the volatilities of Chapter 5):
 
 .. math::
 

@@ -154,7 +154,7 @@ def simulate_spend(n_days: int, rng: np.random.Generator | np.random.RandomState
 
 
 def true_params(config: UACWorldConfig) -> tuple[FunnelParams, FunnelMask]:
-    """The repaired funnel's parameters from the segment attributes (spec §1.6)."""
+    """The repaired funnel's parameters from the segment attributes (Chapter 2)."""
     attr = np.asarray(config.attributes, dtype=np.float64)
     age, female, urban = attr[:, 0], attr[:, 1], attr[:, 2]
     K, C = len(attr), len(CHANNELS)
