@@ -37,6 +37,19 @@ def _channel_names(media: Sequence[str]) -> list[str]:
     return names if len(set(names)) == len(names) else list(media)
 
 
+def _roi_prior(text: str) -> str | tuple[float, float]:
+    """``data`` or ``MU,SIGMA``."""
+    if text == "data":
+        return text
+    try:
+        mu, sigma = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'data' or MU,SIGMA (e.g. 0.2,0.9), got {text!r}") from None
+    if not sigma > 0:
+        raise argparse.ArgumentTypeError(f"SIGMA must be positive, got {sigma}")
+    return mu, sigma
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mmmlib", description="Marketing-mix models from the mmm-thesis book.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -54,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--model", default="hill_adstock", choices=("hill_adstock", "adstock", "carryover"))
     f.add_argument("--prior", default="roi", choices=("roi", "cost"),
                    help="roi: log-normal prior on each channel's ROI (national data); cost: LightweightMMM's")
+    f.add_argument("--roi-prior", default="data", type=_roi_prior, metavar="data|MU,SIGMA",
+                   help="with --prior roi: 'data' (default) centres the LogNormal ROI prior on the data's own units "
+                        "(its median is the ROI that gives media 30%% of the target); MU,SIGMA sets it")
+    f.add_argument("--revenue-per-kpi", type=float, default=1.0,
+                   help="revenue per unit of target when the target is not revenue (ROI is then in revenue per spend)")
     f.add_argument("--inference", default="nuts", choices=("nuts", "svi"))
     f.add_argument("--warmup", type=int, default=1000, help="NUTS warm-up per chain")
     f.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (SVI: draws per chain of the guide)")
@@ -70,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from mmmlib.data import load_csv
     from mmmlib.models.bayes import BayesianMMM
-    from mmmlib.report import write_report
+    from mmmlib.report import prior_warnings, write_report
     from mmmlib.runtime import setup
 
     try:
@@ -85,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         target=args.target, controls=_names(args.controls), geo=args.geo, channels=channels)
         if args.geo and args.prior == "roi":
             raise ValueError("--prior roi is implemented for national data only; use --prior cost for a geo panel")
+        mmm = BayesianMMM(model=args.model, media_prior=args.prior, roi_prior=args.roi_prior,
+                          revenue_per_kpi=args.revenue_per_kpi)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -93,11 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(data.channels)} channels of {args.csv.name} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        mmm = BayesianMMM(model=args.model, media_prior=args.prior).fit(
+        mmm.fit(
             data, inference=args.inference, num_warmup=args.warmup, num_samples=args.draws, chains=args.chains,
             svi_steps=args.svi_steps, seed=args.seed, progress=sys.stderr.isatty(),
         )
         files = write_report(mmm, args.out, source=args.csv.name, force=args.force)
+        for warning in prior_warnings(mmm):
+            print(f"warning: {warning}", file=sys.stderr)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -19,8 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mmmlib.models.bayes import _weekly_spend
-from mmmlib.models.persist import save_model
+from mmmlib.models.bayes import PRIOR_DOMINATED_SD_RATIO, _weekly_spend
 from mmmlib.optimize import model_response, optimize_budget
 from mmmlib.plots import channel_palette, set_theme
 
@@ -28,6 +27,7 @@ __all__ = [
     "BudgetPlan",
     "budget_plan",
     "diagnostics_verdict",
+    "prior_warnings",
     "plot_fit",
     "plot_response_curves",
     "plot_roi",
@@ -113,6 +113,27 @@ def diagnostics_verdict(diagnostics) -> str:
                 f"{diagnostics.divergences} divergent transitions. The intervals can be read as posterior intervals.")
     return ("Do not trust these intervals yet: " + "; ".join(problems) +
             ". Run more warm-up and draws, or a higher target acceptance.")
+
+
+def prior_warnings(mmm, contraction: pd.DataFrame | None = None) -> list[str]:
+    """Plain-language warnings when the prior, not the data, sets a channel's ROI.
+
+    One warning per channel whose posterior spread of log ROI is above
+    :data:`~mmmlib.models.bayes.PRIOR_DOMINATED_SD_RATIO` of its prior's
+    (:meth:`~mmmlib.models.bayes.BayesianMMM.roi_contraction`), and one when every channel is: the
+    usual sign that the prior sits in the wrong units (a target in conversions read as revenue,
+    media scaled 0-1 used as spend).
+    """
+    table = mmm.roi_contraction() if contraction is None else contraction
+    dominated = list(table.index[table["prior_dominated"]])
+    out = [f"channel {ch!r}: the data narrowed its ROI prior only to {table.loc[ch, 'sd_ratio']:.0%} of its spread "
+           f"(threshold {PRIOR_DOMINATED_SD_RATIO:.0%}); its ROI ({table.loc[ch, 'posterior_median']:.3g}) is "
+           "mostly the prior's" for ch in dominated]
+    if dominated and len(dominated) == len(table):
+        out.append("every channel's ROI is mostly its prior: check that target and spend are in the units the prior "
+                   "assumes (a target in conversions needs revenue_per_kpi / --revenue-per-kpi, or the data-centred "
+                   "prior --roi-prior data)")
+    return out
 
 
 # ------------------------------------------------------------------ budget
@@ -218,9 +239,16 @@ def _write(mmm, stage: Path, source: str) -> None:
     diag.table.to_csv(stage / "diagnostics.csv")
     plan = budget_plan(mmm)
     plan.table.to_csv(stage / "budget.csv")
+    contraction = mmm.roi_contraction()
+    contraction.to_csv(stage / "prior_vs_posterior.csv")
+    warnings = prior_warnings(mmm, contraction)
     mmm.to_inference_data().to_netcdf(str(stage / "posterior.nc"), engine="h5netcdf")
-    save_model(mmm, stage / "model.pkl")
+    mmm.save(stage / "model.pkl")
     data = mmm.data_
+    prior_text = (f"LogNormal({mmm.roi_prior_[0]:.3g}, {mmm.roi_prior_[1]:.3g}) on each channel's ROI"
+                  + (" (centred on the data's own units)" if mmm.roi_prior == "data" else "")
+                  if mmm.media_prior == "roi" else f"the `{mmm.media_prior}` prior on the media coefficients")
+    units = "revenue" if mmm.revenue_per_kpi != 1.0 else f"`{data.target}`"
     lines = [
         f"# Marketing-mix model report{': ' + source if source else ''}",
         "",
@@ -238,14 +266,23 @@ def _write(mmm, stage: Path, source: str) -> None:
         "",
         "## Return on investment and contribution share",
         "",
-        "ROI is each channel's total contribution over the data's window divided by its total spend. "
-        "Observational data identify the return near the usual spend far better than this average "
-        "return from zero: read wide intervals as 'the data cannot tell'.",
+        f"ROI is each channel's total contribution over the data's window, in {units}, divided by its "
+        "total spend. Observational data identify the return near the usual spend far better than this "
+        "average return from zero: read wide intervals as 'the data cannot tell'.",
         "",
         "![ROI and share](figures/roi.png)",
         "",
         _md_table(roi.rename(columns={"lo": "5%", "hi": "95%"})),
         "",
+        "## What the data told, and what the prior did",
+        "",
+        f"Prior: {prior_text}. For each channel, the spread (sd of log ROI) of the prior and of the "
+        f"posterior; a ratio above {PRIOR_DOMINATED_SD_RATIO:.0%} means the data said little about that channel.",
+        "",
+        _md_table(contraction[["prior_sd", "posterior_sd", "sd_ratio"]]),
+        "",
+        *(["**Warnings.**", "", *[f"- {w}" for w in warnings], ""] if warnings else
+          ["Every channel's ROI is narrower than its prior: the data, not the prior, set it.", ""]),
         "## Response curves",
         "",
         "![Response curves](figures/response_curves.png)",
@@ -260,8 +297,9 @@ def _write(mmm, stage: Path, source: str) -> None:
         "## Files",
         "",
         "`roi.csv`, `contribution_share.csv`, `contributions.csv`, `response_curves.csv`, `budget.csv`, "
-        "`diagnostics.csv`; the posterior as ArviZ `InferenceData` (`posterior.nc`); the fitted model "
-        "(`model.pkl`, read it back with `mmmlib.models.persist.load_model`).",
+        "`diagnostics.csv`, `prior_vs_posterior.csv`; the posterior as ArviZ `InferenceData` "
+        "(`posterior.nc`); the fitted model (`model.pkl`, read it back with "
+        "`mmmlib.models.bayes.BayesianMMM.load`).",
         "",
     ]
     (stage / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -33,7 +33,8 @@ def report(tmp_path_factory):
 def test_fit_writes_a_self_contained_report(report):
     names = {p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()}
     assert {"report.md", "roi.csv", "contribution_share.csv", "contributions.csv", "response_curves.csv",
-            "budget.csv", "diagnostics.csv", "posterior.nc", "model.pkl", "figures/fit.png", "figures/roi.png",
+            "budget.csv", "diagnostics.csv", "prior_vs_posterior.csv", "posterior.nc", "model.pkl",
+            "figures/fit.png", "figures/roi.png",
             "figures/response_curves.png"} <= names
     roi = pd.read_csv(report / "roi.csv", index_col="channel")
     assert list(roi.index) == list(CHANNELS) and (roi["lo"] <= roi["median"]).all() and (roi["median"] <= roi["hi"]).all()
@@ -41,6 +42,9 @@ def test_fit_writes_a_self_contained_report(report):
     for fig in ("figures/fit.png", "figures/roi.png", "figures/response_curves.png"):
         assert f"]({fig})" in text and (report / fig).stat().st_size > 5000
     assert "variational inference" in text  # the plain-language verdict on an SVI fit
+    assert "## What the data told, and what the prior did" in text and "centred on the data's own units" in text
+    table = pd.read_csv(report / "prior_vs_posterior.csv", index_col="channel")
+    assert list(table.index) == list(CHANNELS) and (table["prior_sd"] == 0.9).all()
     budget = pd.read_csv(report / "budget.csv", index_col="channel")
     assert budget["planned"].sum() == pytest.approx(budget["current"].sum(), rel=1e-6)
     assert (budget["change"].abs() <= 0.3 + 1e-6).all()
@@ -52,7 +56,7 @@ def test_fit_writes_a_self_contained_report(report):
 
 
 def test_saved_model_round_trips_and_refuses_another_version(report, tmp_path, monkeypatch):
-    model = load_model(report / "model.pkl")
+    model = mmmlib.models.bayes.BayesianMMM.load(report / "model.pkl")
     again = load_model(save_model(model, tmp_path / "m.pkl"))
     pd.testing.assert_frame_equal(model.roi(), again.roi())
     pd.testing.assert_frame_equal(model.predict(model.data_), again.predict(again.data_))
@@ -102,3 +106,25 @@ def test_readme_example_runs(monkeypatch):
     monkeypatch.chdir(root)
     result = doctest.testfile(str(root / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_a_prior_in_the_wrong_units_is_flagged(tmp_path, capsys):
+    """A target a thousand times the spend (conversions, not revenue) under the fixed ROI prior
+    (median 1.2 per unit of spend): media would be 0.1% of the target, the data cannot move the
+    prior, and the command says so. The data-centred default does not flag every channel."""
+    df = pd.read_csv(DATA)
+    df["sales"] *= 1000
+    df.to_csv(tmp_path / "conversions.csv", index=False)
+    args = [a if a != str(DATA) else str(tmp_path / "conversions.csv") for a in ARGS]
+    args[args.index("150")] = "800"
+    assert main([*args, "--roi-prior", "0.2,0.9", "--out", str(tmp_path / "fixed")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("is mostly the prior's") == len(CHANNELS) and "every channel's ROI is mostly its prior" in err
+    assert "**Warnings.**" in (tmp_path / "fixed" / "report.md").read_text()
+    assert main([*args, "--out", str(tmp_path / "data")]) == 0
+    assert "every channel's ROI is mostly its prior" not in capsys.readouterr().err
+    for bad in ("0.2", "0.2,-1", "x,y"):
+        with pytest.raises(SystemExit):
+            main([*args, "--roi-prior", bad, "--out", str(tmp_path / "bad")])
+    assert main([*args, "--revenue-per-kpi", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "revenue_per_kpi" in capsys.readouterr().err and not (tmp_path / "bad").exists()
