@@ -858,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="profile, seed, runtime and staleness of every chapter")
     sub.add_parser("check", help="exit 1 if an executed chapter is missing or stale")
     sub.add_parser("stale", help="rerun every stale or missing chapter")
-    quick = sub.add_parser("quick", help="execute every chapter at profile=quick into a scratch folder")
+    quick = sub.add_parser("quick", help="execute chapters at profile=quick into a scratch folder (book/ untouched)")
+    quick.add_argument("chapters", nargs="*", help="numbers or names (default: every chapter)")
     quick.add_argument("--out", type=Path, required=True)
     quick.add_argument("--seed", type=int, default=0)
     sub.add_parser("pages", help="write the Results, Reproduce and How-to-cite pages")
@@ -905,7 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"({i}/{len(todo)})", end=" ")
                 execute_chapter(project, ch, recorded_parameters(project, ch))
         elif args.cmd == "quick":
-            chapters = project.chapters()
+            chapters = [project.chapter(c) for c in args.chapters] if args.chapters else project.chapters()
             for i, ch in enumerate(chapters, 1):
                 print(f"({i}/{len(chapters)})", end=" ")
                 execute_chapter(project, ch, {"profile": "quick", "seed": args.seed}, out_dir=args.out)

@@ -360,3 +360,15 @@ def test_source_chapters_hold_no_control_characters():
             if cell.cell_type == "markdown":
                 bad = _re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\t", cell.source)
                 assert bad is None, f"{ch.name} cell {i}: control character {bad.group()!r} in Markdown"
+
+
+def test_quick_runs_the_named_chapters_into_the_scratch_folder_only(tmp_path, capsys):
+    project = make_project(tmp_path / "proj")
+    second = nbformat.read(project.chapter("01").source, as_version=4)
+    nbformat.write(second, project.sources / "02_other.ipynb")
+    out = tmp_path / "scratch"
+    assert main(["--root", str(project.root), "quick", "01", "--out", str(out)]) == 0
+    assert [p.name for p in (out / "chapters").glob("*.ipynb")] == ["01_toy.ipynb"]
+    assert not (project.root / "book").exists()
+    assert main(["--root", str(project.root), "quick", "09", "--out", str(out)]) == 1
+    assert "no chapter '09'" in capsys.readouterr().err
