@@ -107,8 +107,10 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a fresh venv
 	  .lockvenv/bin/pip freeze --exclude-editable | grep -v '^mmmlib' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock
 	rm -rf .lockvenv
 
-bench: $(STAMP)  ## record the benchmarks in benchmarks/results/ (about 35 min; not part of test)
+bench: $(STAMP)  ## record the benchmarks in benchmarks/results/ (about 45 min; not part of test)
 	@$(PY) benchmarks/bench_bayes.py --out benchmarks/results/bayes.json
+	@$(PY) benchmarks/bench_geo.py --out benchmarks/results/geo.json
+	@$(PY) benchmarks/bench_cli.py --out benchmarks/results/cli.json
 	@$(PY) benchmarks/bench_diffusion.py --out benchmarks/results/diffusion.json
 	@$(PY) benchmarks/bench_book.py --out benchmarks/results/book_quick.json
 
