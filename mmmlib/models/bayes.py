@@ -56,11 +56,14 @@ from mmmlib.vi import fit_advi
 
 __all__ = ["BayesianMMM", "MODELS", "PRIOR_DOMINATED_SD_RATIO", "Diagnostics", "data_roi_prior", "media_transform"]
 
+#: The media transforms, with LightweightMMM's names.
 MODELS = ("adstock", "hill_adstock", "carryover")
+#: The priors on the media effect: LightweightMMM's cost prior, a flat one, or a prior on ROI.
 MEDIA_PRIORS = ("cost", "flat", "roi")
-NUTS_INIT_VI_STEPS = 1000  # full-rank VI steps that initialise NUTS (numpy backend)
-# A channel whose posterior sd of log ROI is above this fraction of its prior sd learned little
-# from the data: its ROI is mostly the prior's (see BayesianMMM.roi_contraction).
+#: Full-rank VI steps that initialise NUTS (numpy backend).
+NUTS_INIT_VI_STEPS = 1000
+#: A channel whose posterior sd of log ROI is above this fraction of its prior sd learned little
+#: from the data: its ROI is mostly the prior's (see :meth:`BayesianMMM.roi_contraction`).
 PRIOR_DOMINATED_SD_RATIO = 0.75
 TRANSFORM_SITES = {
     "adstock": ("lag_weight", "exponent"),
