@@ -163,7 +163,7 @@ def optimize_budget(
 
 
 def truth_response(truth) -> Response:
-    """The true expected weekly response of a simulated world (:class:`~mmmlib.simulate.GroundTruth`)."""
+    """The true expected weekly response of a simulated world (:class:`~mmmlib.simulate.media.GroundTruth`)."""
     channels = truth.channels
 
     def response(spend: np.ndarray) -> float:
