@@ -567,7 +567,7 @@ class BayesianMMM:
 
     def density(self, data: MediaDataset, coordinates: str = "roi") -> NationalDensity:
         """The model's log density on ``data`` (national) as a NumPy function with gradient,
-        in ``roi``, ``level`` or ``native`` coordinates (see :class:`NationalDensity`)."""
+        in ``roi``, ``level`` or ``native`` coordinates (see :class:`~mmmlib.models.bayes_density.NationalDensity`)."""
         self._scales(data)
         prep = self._prepare(data)
         return self._density(prep, coordinates)

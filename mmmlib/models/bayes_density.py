@@ -74,7 +74,8 @@ except ImportError:  # pragma: no cover - a SciPy without the private kernel
 __all__ = ["NationalDensity", "CARRYOVER_LAGS", "LEVEL_SOFTNESS", "geometric_scan"]
 
 CARRYOVER_LAGS = 13
-LEVEL_SOFTNESS = 0.1  # s of coordinates="level", a tenth of the mean target: alpha ~ v - sum c above it
+#: s of coordinates="level", a tenth of the mean target: alpha ~ v - sum c above it.
+LEVEL_SOFTNESS = 0.1
 _ONE = np.ones(1)
 
 
