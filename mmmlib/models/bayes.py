@@ -58,7 +58,7 @@ __all__ = ["BayesianMMM", "MODELS", "PRIOR_DOMINATED_SD_RATIO", "Diagnostics", "
 
 #: The media transforms, with LightweightMMM's names.
 MODELS = ("adstock", "hill_adstock", "carryover")
-#: The priors on the media effect: LightweightMMM's cost prior, a flat one, or a prior on ROI.
+#: The priors on the media effect (LightweightMMM's cost prior, a flat one, or a prior on ROI).
 MEDIA_PRIORS = ("cost", "flat", "roi")
 #: Full-rank VI steps that initialise NUTS (numpy backend).
 NUTS_INIT_VI_STEPS = 1000

@@ -74,7 +74,7 @@ except ImportError:  # pragma: no cover - a SciPy without the private kernel
 __all__ = ["NationalDensity", "CARRYOVER_LAGS", "LEVEL_SOFTNESS", "geometric_scan"]
 
 CARRYOVER_LAGS = 13
-#: s of coordinates="level", a tenth of the mean target: alpha ~ v - sum c above it.
+#: The softness s of coordinates="level", a tenth of the mean target (alpha is about v - sum c above it).
 LEVEL_SOFTNESS = 0.1
 _ONE = np.ones(1)
 
