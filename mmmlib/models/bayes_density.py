@@ -5,24 +5,24 @@ program stays the reference; ``tests/test_bayes_density.py`` checks that both gi
 same log density up to a constant, and that this gradient matches finite differences),
 written on the unconstrained space with the Jacobians of the transforms:
 
-===========================  =====================  ===========================
-site                         prior                  unconstrained by
-===========================  =====================  ===========================
-``intercept``                HalfNormal(2)          log
-``coef_trend``               Normal(0, 1)           identity
-``expo_trend``               Uniform(0.5, 1.5)      logit(κ − 0.5)
-``sigma``                    Gamma(1, 1)            log
-``gamma_seasonality``        Normal(0, 1)           identity
-``coef_extra``               Normal(0, 1)           identity
-``lag_weight``               Beta(2, 1)             logit
-``exponent``                 Beta(9, 1)             logit
-``half_max_effective_...``   Gamma(1, 1)            log
-``slope``                    Gamma(1, 1)            log
-``ad_effect_retention_rate`` Beta(1, 1)             logit
-``peak_effect_delay``        HalfNormal(2)          log
-``coef_media``               HalfNormal(v_m)        log
-``roi`` (``media_prior="roi"``) LogNormal(μ, s)     log
-===========================  =====================  ===========================
+===============================  =================  ================
+site                             prior              unconstrained by
+===============================  =================  ================
+``intercept``                    HalfNormal(2)      log
+``coef_trend``                   Normal(0, 1)       identity
+``expo_trend``                   Uniform(0.5, 1.5)  logit(κ − 0.5)
+``sigma``                        Gamma(1, 1)        log
+``gamma_seasonality``            Normal(0, 1)       identity
+``coef_extra``                   Normal(0, 1)       identity
+``lag_weight``                   Beta(2, 1)         logit
+``exponent``                     Beta(9, 1)         logit
+``half_max_effective_...``       Gamma(1, 1)        log
+``slope``                        Gamma(1, 1)        log
+``ad_effect_retention_rate``     Beta(1, 1)         logit
+``peak_effect_delay``            HalfNormal(2)      log
+``coef_media``                   HalfNormal(v_m)    log
+``roi`` (``media_prior="roi"``)  LogNormal(μ, s)    log
+===============================  =================  ================
 
 With ``media_prior="roi"`` the media coefficient is not a parameter: it is the value
 that gives channel :math:`m` the sampled ROI over the training window,
