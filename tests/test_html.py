@@ -167,7 +167,7 @@ PROJECT_TALK = [  # words about how the project is run, not about the research
 
 def reading_pages() -> list[str]:
     pages = [f"book/chapters/{n}.html" for n in chapter_ids()]
-    return pages + [f"book/{p}.html" for p in ("intro", "notation", "results", "reproduce", "cite")]
+    return pages + [f"book/{p}.html" for p in ("intro", "notation", "results", "reproduce", "cite", "api")]
 
 
 @pytest.mark.parametrize("page", reading_pages())
@@ -288,3 +288,27 @@ def test_page_reads_at_1300px_without_errors(server, page):
     assert not report["uncaptioned"], f"{page}: figures without a number and caption: {report['uncaptioned']}"
     if page.startswith("book/chapters/"):
         assert report["figures"] >= 1, f"{page}: no numbered figure"
+
+
+@pytest.mark.parametrize("name", chapter_ids())
+def test_every_chapter_ends_with_a_reproduce_box(name):
+    """Command, this page's profile and commit, full and quick time, peak memory, machine: read
+    from the results file and the quick benchmark at build time."""
+    text = re.sub(r"\s+", " ", html_of(f"book/chapters/{name}.html"))
+    prov = json.loads((PROJECT.results / f"{name}.json").read_text())["provenance"]
+    box = text[text.index("Reproduce this chapter"):]
+    number = name[:2]
+    assert f"make chapter CH={number} PROFILE={prov['parameters']['profile']} SEED={prov['parameters']['seed']}" in box
+    assert f"mmmlib.book quick {number} --out" in box
+    assert f"executed from commit {prov['git_commit'][:10]}" in box
+    assert f"at the {prov['parameters']['profile']} profile" in box and "the quick profile" in box
+    if prov.get("peak_rss_mb") is not None:
+        assert f"peak memory {prov['peak_rss_mb'] / 1024:.1f} GB" in box
+
+
+def test_api_reference_documents_what_a_user_calls():
+    text = html_of("book/api.html")
+    for name in ("BayesianMMM", "roi_contraction", "save", "load", "load_csv", "write_report", "adstock",
+                 "data_roi_prior", "prior_warnings", "to_inference_data"):
+        assert name in text, name
+    assert "spec §" not in text
