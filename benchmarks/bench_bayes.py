@@ -13,7 +13,7 @@ Measures, on the easy world (156 weeks, 4 channels, seed 0):
   log-intercept coordinates (``roi``) besides its default ``level``, the cost prior in ``roi``
   and ``level`` coordinates besides LightweightMMM's ``native``;
 - SVI (3000 steps, full-rank Gaussian), ROI and cost prior: wall time and ROI MAPE, with
-  :func:`mmmlib.vi.fit_advi` on the NumPy density and, for the ROI prior, Pyro's own SVI.
+  :func:`mmmlib.inference.vi.fit_advi` on the NumPy density and, for the ROI prior, Pyro's own SVI.
 
 Targets of issue 3: NUTS <= 60 s, SVI <= 10 s on 2 CPU cores. The numbers are recorded, not
 asserted; the chapter's speed section reports its own fits.
@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from pyro.infer.mcmc.util import initialize_model
 
-from mmmlib.evaluate import FitSpec, fit_and_score
-from mmmlib.models.bayes import BayesianMMM
-from mmmlib.results import atomic_write_text, versions
+from mmmlib.bayes.evaluate import FitSpec, fit_and_score
+from mmmlib.bayes.model import BayesianMMM
+from mmmlib.book.results import versions
+from mmmlib.files import atomic_write_text
 from mmmlib.runtime import setup
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 
 def _per_call(fn, n: int) -> float:

@@ -18,8 +18,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from mmmlib.book import Project, execute_chapter
-from mmmlib.results import atomic_write_text, repo_root, versions
+from mmmlib.book.results import repo_root, versions
+from mmmlib.book.runner import Project, execute_chapter
+from mmmlib.files import atomic_write_text
 from mmmlib.runtime import hardware_summary
 
 

@@ -35,7 +35,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cli.json")
     args = ap.parse_args()
-    from mmmlib.results import atomic_write_text, versions
+    from mmmlib.book.results import versions
+    from mmmlib.files import atomic_write_text
     from mmmlib.runtime import setup
 
     hardware = setup(0).hardware

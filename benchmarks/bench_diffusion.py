@@ -3,7 +3,7 @@
     python benchmarks/bench_diffusion.py [--quick] [--out benchmarks/results/diffusion.json]
 
 Measures, at the chapter's full-profile sizes (104 weeks, 5 channels, 3 controls, the full
-:class:`~mmmlib.models.diffusion.DiffusionConfig`):
+:class:`~mmmlib.tvc.diffusion.DiffusionConfig`):
 
 - one training step (batch of 64 series, all loss terms, backward, AdamW), median of repeats;
 - DDIM with 50 steps drawing 100 paths of one series, with and without the sales projection
@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
-from mmmlib.experiments.diffusion import DiffusionSettings, make_worlds
-from mmmlib.models.diffusion import TVCDiffusion
-from mmmlib.models.statespace import KalmanTVC
-from mmmlib.results import atomic_write_text, versions
+from mmmlib.book.results import versions
+from mmmlib.files import atomic_write_text
 from mmmlib.runtime import setup
+from mmmlib.tvc.diffusion import TVCDiffusion
+from mmmlib.tvc.experiment import DiffusionSettings, make_worlds
+from mmmlib.tvc.statespace import KalmanTVC
 
 
 def _median_seconds(fn, repeats: int) -> float:

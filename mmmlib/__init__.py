@@ -3,15 +3,22 @@
 The library behind the *mmm-thesis* companion book. Every number in the book is
 computed by a function of this package; chapters only call it.
 
-Layout, by what it models:
+Layout, by what each part models (one subpackage per chapter's system; imports flow one way,
+chapters -> systems -> foundations):
 
-- :mod:`mmmlib.transforms` -- adstock, carryover, Hill and logistic saturation (Chapter 0).
-- :mod:`mmmlib.simulate` -- simulated worlds with known ground truth (Chapter 0).
-- :mod:`mmmlib.data` -- the dataset object and the validated CSV loader.
-- :mod:`mmmlib.metrics`, :mod:`mmmlib.plots` -- scores and the book's figures.
-- :mod:`mmmlib.runtime` -- seeding, threads and device, called first by every chapter.
-- :mod:`mmmlib.results` -- the results registry (one JSON per chapter, glued into the text).
-- :mod:`mmmlib.book` -- the papermill runner behind ``make book`` / ``make test``.
+Foundations
+    :mod:`mmmlib.data` (the dataset and the CSV loader), :mod:`mmmlib.transforms` (adstock,
+    carryover, Hill), :mod:`mmmlib.inference` (NUTS, VI, diagnostics), :mod:`mmmlib.optimize`
+    (budgets), :mod:`mmmlib.metrics`, :mod:`mmmlib.plots`, :mod:`mmmlib.runtime` (seeds, threads,
+    profiles, device).
+Systems
+    :mod:`mmmlib.worlds` (Chapter 0), :mod:`mmmlib.bayes` (Chapters 1 and 7),
+    :mod:`mmmlib.funnel` (2), :mod:`mmmlib.deepcausal` (3), :mod:`mmmlib.twins` (4),
+    :mod:`mmmlib.tvc` (5), :mod:`mmmlib.scoreboard` (6).
+The command line
+    :mod:`mmmlib.cli` (``python -m mmmlib fit``).
+Book tooling
+    :mod:`mmmlib.book` (results registry and runner; no model imports it).
 """
 
 from __future__ import annotations

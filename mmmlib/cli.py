@@ -8,7 +8,7 @@ Example, on the CSV shipped in ``data/``::
         --target sales --controls control_0 --inference svi --out report/
 
 The file is validated first (every error names the file, column and row); the report folder is
-written only when the fit succeeded (see :func:`mmmlib.report.write_report`).
+written only when the fit succeeded (see :func:`mmmlib.bayes.report.write_report`).
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 for a failed fit)."""
     args = _parser().parse_args(argv)
+    from mmmlib.bayes.model import BayesianMMM
+    from mmmlib.bayes.report import prior_warnings, write_report
     from mmmlib.data import load_csv
-    from mmmlib.models.bayes import BayesianMMM
-    from mmmlib.report import prior_warnings, write_report
     from mmmlib.runtime import setup
 
     try:

@@ -163,7 +163,7 @@ def optimize_budget(
 
 
 def truth_response(truth) -> Response:
-    """The true expected weekly response of a simulated world (:class:`~mmmlib.simulate.media.GroundTruth`)."""
+    """The true expected weekly response of a simulated world (:class:`~mmmlib.worlds.media.GroundTruth`)."""
     channels = truth.channels
 
     def response(spend: np.ndarray) -> float:
@@ -173,7 +173,7 @@ def truth_response(truth) -> Response:
 
 
 def model_response(mmm) -> Response:
-    """The posterior-mean expected weekly response of a fitted :class:`~mmmlib.models.bayes.BayesianMMM`."""
+    """The posterior-mean expected weekly response of a fitted :class:`~mmmlib.bayes.model.BayesianMMM`."""
     channels = mmm.data_.channels
 
     def response(spend: np.ndarray) -> float:

@@ -13,6 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+PROFILES = ("quick", "full")
+"""The two profiles every chapter runs at: ``quick`` (minutes on 2 CPU cores, for CI) and
+``full`` (the book's numbers)."""
+
+
+def check_profile(profile: object) -> str:
+    """Return ``profile`` if it is one of :data:`PROFILES`; otherwise a ``ValueError`` naming it."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
+    return profile  # type: ignore[return-value]
+
+
 DEFAULT_THREADS = 2
 """Thread count used when neither the caller nor ``MMM_THREADS`` says otherwise.
 

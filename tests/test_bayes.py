@@ -1,4 +1,4 @@
-"""mmmlib.models.bayes: the LightweightMMM-style model, its outputs and their consistency.
+"""mmmlib.bayes.model: the LightweightMMM-style model, its outputs and their consistency.
 
 Recovery against the simulated truth is measured in Chapter 1 (a benchmark, not a unit test);
 these tests check that the outputs are what they claim to be.
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mmmlib.models.bayes import MODELS, BayesianMMM, media_transform
+from mmmlib.bayes.model import MODELS, BayesianMMM, media_transform
 from mmmlib.runtime import setup
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def test_oracle_roi_is_least_squares_on_the_true_features():
     restricted to non-negative effects is exact without noise and covers the truth."""
     import statsmodels.api as sm
 
-    from mmmlib.evaluate import oracle_roi
+    from mmmlib.bayes.evaluate import oracle_roi
     from mmmlib.transforms import adstock, fourier_features, hill
 
     w = easy_world(seed=4, n_weeks=104)
@@ -285,7 +285,7 @@ def test_positive_gaussian_draws_match_a_truncated_normal():
     (independent coordinates) and against rejection sampling (correlated ones)."""
     from scipy import stats
 
-    from mmmlib.evaluate import _positive_gaussian_draws
+    from mmmlib.bayes.evaluate import _positive_gaussian_draws
 
     mean, sd = np.array([0.5, -1.0]), np.array([1.0, 0.7])
     x = _positive_gaussian_draws(mean, np.diag(sd**2), 20000, seed=1)
@@ -343,8 +343,8 @@ def test_post_fit_methods_before_fit_or_with_bad_arguments_say_what_is_wrong():
 def test_data_roi_prior_is_in_the_data_units():
     """The data-derived centre is near the fixed default on Chapter 0's worlds (where target and
     spend are both money) and moves with the target's units."""
-    from mmmlib.models.bayes import data_roi_prior
-    from mmmlib.simulate.suite import make_world
+    from mmmlib.bayes.model import data_roi_prior
+    from mmmlib.scoreboard.suite import make_world
 
     train = make_world("easy").split()[0]
     mu, sigma = data_roi_prior(train)
@@ -370,7 +370,7 @@ def test_revenue_per_kpi_gives_roi_in_revenue(world):
     np.testing.assert_allclose(counted.contribution_draws(), money.contribution_draws() / 1000, rtol=1e-6)
     setup(0)
     resolved = BayesianMMM(media_prior="roi", roi_prior="data").fit(world.data, **kw)
-    from mmmlib.models.bayes import data_roi_prior
+    from mmmlib.bayes.model import data_roi_prior
 
     assert resolved.roi_prior == "data" and resolved.roi_prior_ == data_roi_prior(world.data)
     for kwargs, match in [({"revenue_per_kpi": 0}, "revenue_per_kpi"), ({"roi_prior": "meridian"}, "roi_prior"),

@@ -1,4 +1,4 @@
-"""mmmlib.models.bayes_density: the NumPy log density is the Pyro model's, and its gradient is right."""
+"""mmmlib.bayes.density: the NumPy log density is the Pyro model's, and its gradient is right."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from pyro.infer.mcmc.util import initialize_model
 
-from mmmlib.models.bayes import MODELS, BayesianMMM
-from mmmlib.models.bayes_density import LEVEL_SOFTNESS, NationalDensity, geometric_scan
-from mmmlib.simulate import easy_world
+from mmmlib.bayes.density import LEVEL_SOFTNESS, NationalDensity, geometric_scan
+from mmmlib.bayes.model import MODELS, BayesianMMM
 from mmmlib.transforms import adstock
+from mmmlib.worlds import easy_world
 
 
 @pytest.fixture(scope="module")

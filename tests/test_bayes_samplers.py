@@ -1,11 +1,11 @@
-"""The book's NUTS (:mod:`mmmlib.nuts`) draws from the same posterior as Pyro's NUTS.
+"""The book's NUTS (:mod:`mmmlib.inference.nuts`) draws from the same posterior as Pyro's NUTS.
 
 Pyro's NUTS runs on the very density the book samples (:class:`NationalDensity`, wrapped as a
 torch potential with its hand-written gradient), so the comparison isolates the sampler; that the
 density is the Pyro program's is tested in ``test_bayes_density.py``, and simulation-based
 calibration (Chapter 7) checks both together. Every posterior mean and 5% / 95% quantile must
-agree within :data:`~mmmlib.experiments.lightweight.AGREEMENT_Z` combined Monte Carlo standard errors
-(:func:`mmmlib.diagnostics.compare_draws`).
+agree within :data:`~mmmlib.bayes.lightweight.AGREEMENT_Z` combined Monte Carlo standard errors
+(:func:`mmmlib.inference.diagnostics.compare_draws`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 import torch
 from pyro.infer import MCMC, NUTS
 
-from mmmlib.diagnostics import compare_draws
-from mmmlib.experiments.lightweight import AGREEMENT_Z
-from mmmlib.models.bayes import BayesianMMM
-from mmmlib.nuts import sample_nuts
+from mmmlib.bayes.lightweight import AGREEMENT_Z
+from mmmlib.bayes.model import BayesianMMM
+from mmmlib.inference.diagnostics import compare_draws
+from mmmlib.inference.nuts import sample_nuts
 from mmmlib.runtime import setup
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 WARMUP, DRAWS, CHAINS = 250, 400, 2
 SITES = ("roi", "lag_weight", "half_max_effective_concentration", "slope", "sigma", "intercept")

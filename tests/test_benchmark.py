@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mmmlib import benchmark as bm
 from mmmlib.data import MediaDataset
-from mmmlib.simulate.media import easy_world
-from mmmlib.simulate.suite import WORLDS, SuiteWorld, make_world, tvc_multipliers
+from mmmlib.scoreboard import methods as bm
+from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world, tvc_multipliers
+from mmmlib.worlds.media import easy_world
 
 TINY = bm.SweepSettings(worlds=("easy", "funnel"), seeds=2, methods=("regression",), workers=2)
 
@@ -101,7 +101,7 @@ def test_score_penalises_a_wrong_budget():
 
 
 def test_tasks_and_applicability():
-    tasks = bm.make_tasks(bm.PROFILES["full"])
+    tasks = bm.make_tasks(bm.SWEEPS["full"])
     assert len(tasks) == 4 * 5 * 4 + 5  # four weekly methods everywhere, the funnel model once
     assert not bm.applies("funnel", "easy") and bm.applies("funnel", "funnel")
     with pytest.raises(ValueError, match="method must be one of"):
@@ -178,7 +178,7 @@ def _rows() -> pd.DataFrame:
 
 
 def test_winners_need_to_beat_the_seed_noise():
-    from mmmlib.experiments import scoreboard as ex
+    from mmmlib.scoreboard import board as ex
 
     rows = _rows()
     # two seeds: a paired t-test can separate only a difference that is the same on both seeds
@@ -202,9 +202,9 @@ def test_winners_need_to_beat_the_seed_noise():
 
 
 def test_record_scoreboard_glues_every_cell(tmp_path):
-    from mmmlib.experiments import scoreboard as ex
-    from mmmlib.results import Recorder
+    from mmmlib.book.results import Recorder
     from mmmlib.runtime import setup
+    from mmmlib.scoreboard import board as ex
 
     rec = Recorder("06_scoreboard", {}, setup(0), tmp_path, glue=False)
     n = ex.record_scoreboard(rec, bm.scoreboard(_rows()))
@@ -221,7 +221,7 @@ def test_record_scoreboard_glues_every_cell(tmp_path):
 def test_funnel_response_is_the_steady_state():
     """With no media effect the funnel settles where A = keep A + M p_ua; a week converts
     7 (1 - lambda) p_ac A* plus the organic base."""
-    from mmmlib.simulate.suite import funnel_weekly_response
+    from mmmlib.scoreboard.suite import funnel_weekly_response
 
     w = make_world("funnel", seed=0).native
     p = replace(w.truth, beta_ua=np.zeros_like(w.truth.beta_ua), beta_ac=np.zeros_like(w.truth.beta_ac))
@@ -237,12 +237,12 @@ def test_funnel_response_is_the_steady_state():
 def test_oracle_floor_scores_the_training_window_like_the_board(tmp_path):
     from dataclasses import replace as dc_replace
 
-    from mmmlib.evaluate import oracle_roi
-    from mmmlib.experiments import scoreboard as ex
-    from mmmlib.results import Recorder
+    from mmmlib.bayes.evaluate import oracle_roi
+    from mmmlib.book.results import Recorder
     from mmmlib.runtime import setup
+    from mmmlib.scoreboard import board as ex
 
-    settings = dc_replace(bm.PROFILES["quick"], seeds=2, worlds=("easy", "funnel"))
+    settings = dc_replace(bm.SWEEPS["quick"], seeds=2, worlds=("easy", "funnel"))
     floor = ex.oracle_floor(settings)
     assert list(floor["world"]) == ["easy", "easy"] and list(floor["seed"]) == [0, 1]
     assert (floor["roi_mape"] > 0).all() and floor["roi_coverage"].between(0, 1).all()

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmmlib.book import (
+from mmmlib.book.runner import (
     ChapterFailed,
     Project,
     _strip_volatile,
@@ -21,7 +21,7 @@ from mmmlib.book import (
 )
 
 TOY_CODE = """\
-from mmmlib.results import begin_chapter
+from mmmlib.book.results import begin_chapter
 runtime, results = begin_chapter("01_toy", dict(profile=profile, seed=seed), results_dir=results_dir)
 import torch
 value = float(torch.randn(3).sum()) + scale
@@ -48,10 +48,11 @@ def make_project(root: Path) -> Project:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (root / "chapters").mkdir(parents=True)
     nbformat.write(nb, root / "chapters" / "01_toy.ipynb")
-    (root / "mmmlib").mkdir()
+    (root / "mmmlib" / "book").mkdir(parents=True)
     # the project's own sources, for the staleness hash only (execution imports the installed
-    # mmmlib): the chapter imports mmmlib.results, which imports model; unused.py is not imported
-    (root / "mmmlib" / "results.py").write_text("from mmmlib import model\n")
+    # mmmlib): the chapter imports mmmlib.book.results, which imports model; unused.py is not imported
+    (root / "mmmlib" / "book" / "__init__.py").write_text("")
+    (root / "mmmlib" / "book" / "results.py").write_text("from mmmlib import model\n")
     (root / "mmmlib" / "model.py").write_text("X = 1\n")
     (root / "mmmlib" / "unused.py").write_text("Y = 1\n")
     (root / "requirements.lock").write_text("torch==2.13.0\n")
@@ -224,7 +225,7 @@ def test_pages_list_every_result(executed):
 def test_source_chapters_are_clean_and_parameterised():
     """Every chapters/NN_slug.ipynb: no outputs, a hidden parameters cell with profile and seed,
     a title, and an entry in _toc.yml."""
-    from mmmlib.results import repo_root
+    from mmmlib.book.results import repo_root
 
     project = Project(repo_root())
     toc = (project.root / "_toc.yml").read_text()
@@ -254,8 +255,8 @@ def test_closure_follows_absolute_relative_and_from_imports(tmp_path):
     nb.cells.append(nbformat.v4.new_code_cell("%matplotlib inline\nfrom mmmlib import models\nimport os"))
     nbformat.write(nb, project.chapter("01").source)
     names = [str(p.relative_to(tmp_path)) for p in mmmlib_closure(project, project.chapter("01"))]
-    assert names == sorted(["mmmlib/__init__.py", "mmmlib/results.py", "mmmlib/model.py", "mmmlib/models/__init__.py",
-                            "mmmlib/models/a.py", "mmmlib/helpers.py"])
+    assert names == sorted(["mmmlib/__init__.py", "mmmlib/book/__init__.py", "mmmlib/book/results.py", "mmmlib/model.py",
+                            "mmmlib/models/__init__.py", "mmmlib/models/a.py", "mmmlib/helpers.py"])
 
 
 def test_cells_recording_timings_are_left_out_of_nbval():
@@ -330,7 +331,7 @@ def test_an_unwritable_book_is_refused_before_running(tmp_path, capsys):
 
 
 def test_runtimes_read_full_runs_and_quick_timings(executed, tmp_path):
-    from mmmlib.book import chapter_runtimes
+    from mmmlib.book.runner import chapter_runtimes
 
     project, _ = executed
     rows = chapter_runtimes(project)

@@ -1,4 +1,4 @@
-"""mmmlib.experiments.calibration: simulation-based calibration's pieces do what they claim.
+"""mmmlib.bayes.calibration: simulation-based calibration's pieces do what they claim.
 
 The study itself (100 prior draws, NUTS and VI) is Chapter 7; here the uniformity test is checked on
 ranks whose answer is known, prior simulation against the Pyro program's sites, and a tiny study
@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
-from mmmlib.experiments.calibration import (
+from mmmlib.bayes.calibration import (
     SBCResult,
     SBCSettings,
     run_sbc,
     simulate_from_prior,
     uniformity,
 )
-from mmmlib.models.bayes import BayesianMMM
-from mmmlib.simulate import easy_world
+from mmmlib.bayes.model import BayesianMMM
+from mmmlib.worlds import easy_world
 
 
 def _result(ranks: np.ndarray, settings: SBCSettings) -> SBCResult:

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import mmmlib
+from mmmlib.bayes.persist import load_model, save_model
 from mmmlib.cli import main
-from mmmlib.models.persist import load_model, save_model
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "example_easy_world.csv"
 CHANNELS = ("tv", "search", "social", "display")
@@ -56,7 +56,7 @@ def test_fit_writes_a_self_contained_report(report):
 
 
 def test_saved_model_round_trips_and_refuses_another_version(report, tmp_path, monkeypatch):
-    model = mmmlib.models.bayes.BayesianMMM.load(report / "model.pkl")
+    model = mmmlib.bayes.model.BayesianMMM.load(report / "model.pkl")
     again = load_model(save_model(model, tmp_path / "m.pkl"))
     pd.testing.assert_frame_equal(model.roi(), again.roi())
     pd.testing.assert_frame_equal(model.predict(model.data_), again.predict(again.data_))
@@ -85,7 +85,7 @@ def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, capsys):
     assert main([*ARGS, "--out", str(out)]) == 2
     assert "not an empty folder" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="not fitted"):
-        save_model(mmmlib.models.bayes.BayesianMMM(), tmp_path / "x.pkl")
+        save_model(mmmlib.bayes.model.BayesianMMM(), tmp_path / "x.pkl")
 
 
 def test_channel_names_drop_the_shared_prefix_only():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mmmlib.data import DATA_FILES_READ, load_csv
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 ARGS = dict(
     date="date",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmmlib.causal_graph import (
+from mmmlib.deepcausal.graph import (
     acyclicity,
     edge_scores,
     notears,
@@ -16,9 +16,15 @@ from mmmlib.causal_graph import (
     spend_deviations,
     total_effects,
 )
-from mmmlib.models.deepcausal import DeepCausalConfig, fit_deepcausal
-from mmmlib.panel import naive_forecasts, pooled_r2, saturated_media, split_panel, within_r2
-from mmmlib.simulate.geo_graph import (
+from mmmlib.deepcausal.model import DeepCausalConfig, fit_deepcausal
+from mmmlib.deepcausal.panel import (
+    naive_forecasts,
+    pooled_r2,
+    saturated_media,
+    split_panel,
+    within_r2,
+)
+from mmmlib.deepcausal.world import (
     GeoGraphConfig,
     is_acyclic,
     simulate_geo_graph,
@@ -234,7 +240,7 @@ def test_figures_are_read_at_the_page_width():
 
     import matplotlib.pyplot as plt
 
-    from mmmlib.experiments.deepcausal import plot_beta_paths, plot_graphs, plot_holdout
+    from mmmlib.deepcausal.experiment import plot_beta_paths, plot_graphs, plot_holdout
 
     w = simulate_geo_graph(SMALL, seed=3)
     T = w.sales.shape[1]

@@ -1,11 +1,11 @@
-"""mmmlib.diagnostics: ArviZ's diagnostics on draws whose answer is known, and the export."""
+"""mmmlib.inference.diagnostics: ArviZ's diagnostics on draws whose answer is known, and the export."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mmmlib.diagnostics import inference_data, summarize_draws
+from mmmlib.inference.diagnostics import inference_data, summarize_draws
 
 
 def _ar1(rng, phi, chains, n):
@@ -64,7 +64,7 @@ def test_draws_without_a_chain_axis_are_refused():
 
 
 def test_interval_summary_matches_numpy_quantiles():
-    from mmmlib.diagnostics import interval_summary
+    from mmmlib.inference.diagnostics import interval_summary
 
     rng = np.random.default_rng(1)
     draws = rng.normal(size=(2, 500, 3))  # chains x draws x quantities

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from mmmlib.experiments import diffusion as ex
-from mmmlib.models.diffusion import (
+from mmmlib.runtime import setup
+from mmmlib.tvc import experiment as ex
+from mmmlib.tvc.diffusion import (
     DiffusionConfig,
     TVCDiffusion,
     TVCScaler,
     cosine_schedule,
     project_sales,
 )
-from mmmlib.models.statespace import KalmanTVC, LogKalmanTVC
-from mmmlib.runtime import setup
-from mmmlib.simulate.tvc import (
+from mmmlib.tvc.statespace import KalmanTVC, LogKalmanTVC
+from mmmlib.tvc.world import (
     TVCConfig,
     TVCWorld,
     baseline_features,

@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmmlib.book import Project
-from mmmlib.results import repo_root
+from mmmlib.book.results import repo_root
+from mmmlib.book.runner import Project
 
 pytestmark = pytest.mark.book
 
@@ -199,7 +199,7 @@ def test_leftover_patterns_catch_what_they_name():
 
 
 def test_findings_table_reads_every_number_from_the_results():
-    from mmmlib.book import FINDINGS
+    from mmmlib.book.runner import FINDINGS
 
     text = html_of("book/intro.html")
     values = {k: r["display"] for n in chapter_ids()

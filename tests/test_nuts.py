@@ -1,4 +1,4 @@
-"""mmmlib.nuts: the NUTS sampler samples the right distribution, reproducibly."""
+"""mmmlib.inference.nuts: the NUTS sampler samples the right distribution, reproducibly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from mmmlib.nuts import sample_nuts, warmup_windows
+from mmmlib.inference.nuts import sample_nuts, warmup_windows
 
 
 class Gaussian:

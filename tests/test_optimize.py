@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmmlib.optimize import optimize_budget, regret, truth_response
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 A = np.array([3.0, 1.0, 2.0])
 CH = ("a", "b", "c")

@@ -1,4 +1,4 @@
-"""mmmlib.peers.lightweightmmm: the driver of LightweightMMM 0.1.9 in its own environment.
+"""mmmlib.bayes.lwmm: the driver of LightweightMMM 0.1.9 in its own environment.
 
 The agreement of the port with the original is measured in Chapter 1 (full profile); here the
 driver's contract: a missing or failing environment is a clear error, and, where the environment
@@ -13,8 +13,8 @@ import stat
 import numpy as np
 import pytest
 
-from mmmlib.peers import lightweightmmm as lw
-from mmmlib.simulate import easy_world
+from mmmlib.bayes import lwmm as lw
+from mmmlib.worlds import easy_world
 
 
 def test_missing_environment_names_the_make_target(monkeypatch, tmp_path):
@@ -49,8 +49,8 @@ def _available() -> bool:
 
 @pytest.mark.skipif(not _available(), reason="LightweightMMM environment absent (make peers-lwmm)")
 def test_original_and_port_agree_on_a_small_world():
-    from mmmlib.experiments.lightweight import AGREEMENT_Z, compare_with_lightweightmmm
-    from mmmlib.models.bayes import BayesianMMM
+    from mmmlib.bayes.lightweight import AGREEMENT_Z, compare_with_lightweightmmm
+    from mmmlib.bayes.model import BayesianMMM
     from mmmlib.runtime import setup
 
     setup(0)

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from mmmlib.results import Recorder, atomic_write_text, begin_chapter, load_results
+from mmmlib.book.results import Recorder, begin_chapter, load_results
+from mmmlib.files import atomic_write_text
 from mmmlib.runtime import setup
 
 
@@ -87,3 +88,15 @@ def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch, value):
         setup(0)
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         setup(0, threads=0)
+
+
+def test_one_place_checks_a_profile():
+    from mmmlib.runtime import PROFILES, check_profile
+    from mmmlib.scoreboard.board import settings_for
+    from mmmlib.tvc.experiment import DiffusionSettings
+    from mmmlib.twins.experiment import TwinSettings
+
+    assert PROFILES == ("quick", "full") and check_profile("full") == "full"
+    for build in (check_profile, settings_for, DiffusionSettings.for_profile, TwinSettings.for_profile):
+        with pytest.raises(ValueError, match="profile must be 'quick' or 'full', got 'medium'"):
+            build("medium")

@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 
+from mmmlib.book.results import repo_root
 from mmmlib.data import load_csv
-from mmmlib.results import repo_root
-from mmmlib.simulate import easy_world
+from mmmlib.worlds import easy_world
 
 CHANNELS = ["tv", "search", "social", "display"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmmlib.simulate import ChannelSpec, WorldConfig, easy_world, hard_world, simulate_media_world
+from mmmlib.worlds import ChannelSpec, WorldConfig, easy_world, hard_world, simulate_media_world
 
 
 @pytest.mark.parametrize("make", [easy_world, hard_world])

@@ -9,19 +9,19 @@ import pyro
 import pytest
 import torch
 
-from mmmlib.experiments import twins as tw
-from mmmlib.models.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
-from mmmlib.models.twin import (
+from mmmlib.runtime import setup
+from mmmlib.twins import experiment as tw
+from mmmlib.twins.data import SurveyData
+from mmmlib.twins.factor import choose_n_factors, discretised_log_prob, fit_factor_analysis
+from mmmlib.twins.model import (
     TwinConfig,
     TwinModel,
     _IterateAverage,
     lever_search,
     ordinal_log_prob,
 )
-from mmmlib.runtime import setup
-from mmmlib.simulate.survey import (
+from mmmlib.twins.world import (
     SurveyConfig,
-    SurveyData,
     expected_score,
     lever_response,
     ordinal_probs,

@@ -1,4 +1,4 @@
-"""mmmlib.models.uac and mmmlib.simulate.uac: the funnel's laws, the scan, the source's failure, recovery."""
+"""mmmlib.funnel.model and mmmlib.funnel.world: the funnel's laws, the scan, the source's failure, recovery."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmmlib.models.uac import (
+from mmmlib.funnel.model import (
     CHANNELS,
     FunnelMask,
     UACModel,
@@ -15,7 +15,7 @@ from mmmlib.models.uac import (
     funnel,
     media_pressure,
 )
-from mmmlib.simulate.uac import UACWorldConfig, simulate_source_dgp, simulate_uac_world, true_params
+from mmmlib.funnel.world import UACWorldConfig, simulate_source_dgp, simulate_uac_world, true_params
 
 
 def _loop(a, b, x0):
@@ -122,7 +122,7 @@ def test_bad_input_is_named():
 
 
 def test_recovery_rows_and_summary_are_consistent():
-    from mmmlib.experiments.uac import FitSettings, run_recovery, summarise
+    from mmmlib.funnel.experiment import FitSettings, run_recovery, summarise
 
     cfg = UACWorldConfig(n_days=90)
     params, attribution_rows, fits = run_recovery(FitSettings(laplace_draws=50), [0, 1], cfg)

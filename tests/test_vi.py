@@ -1,11 +1,11 @@
-"""mmmlib.vi: full-rank ADVI finds a Gaussian target exactly and is reproducible."""
+"""mmmlib.inference.vi: full-rank ADVI finds a Gaussian target exactly and is reproducible."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mmmlib.vi import fit_advi
+from mmmlib.inference.vi import fit_advi
 
 
 def _gaussian(mean, cov):

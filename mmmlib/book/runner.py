@@ -1,0 +1,931 @@
+"""The book runner: execute chapters with papermill, track staleness, write the book's pages.
+
+Used by the Makefile; run ``python -m mmmlib.book --help``.
+
+- ``run CH [--profile P] [--seed S] [-p NAME VALUE]``: execute ``chapters/NN_slug.ipynb``
+  into ``book/chapters/NN_slug.ipynb`` and its results into ``book/results/NN_slug.json``.
+  Both are written in a staging folder and moved into place only on success; on failure
+  the previous executed chapter stays and the error names the failing cell.
+- ``status``: each chapter's profile, seed, runtime and whether it is stale.
+- ``check``: exit 1 if any executed chapter is missing or stale.
+- ``stale``: rerun every stale chapter with its recorded parameters.
+- ``quick --out DIR``: execute every chapter at ``profile=quick`` into ``DIR`` (for nbval).
+- ``pages``: write the Results, Reproduce and How-to-cite pages from the results files.
+
+A chapter is *stale* when the hash of its inputs differs from the one recorded when it
+was executed. The inputs are: the source notebook (cells' types and sources, not
+outputs), the parameters, the ``mmmlib`` modules the chapter imports (found statically:
+the imports of its code cells, followed through the imports of each module, see
+:func:`mmmlib_closure`), the data files the chapter read (recorded in its results file)
+and the lock file ``requirements.lock`` (plus the lock of a published package's environment for a
+chapter that runs it: :data:`PEER_LOCKS`). A change to a model a chapter does not use leaves
+it fresh; a change to a shared module (results, plots, simulate) makes every user stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from mmmlib.book.results import load_results, repo_root
+from mmmlib.files import atomic_write_text
+
+__all__ = [
+    "Chapter",
+    "ChapterFailed",
+    "Project",
+    "chapter_status",
+    "execute_chapter",
+    "input_hash",
+    "mmmlib_closure",
+    "results_identity",
+    "main",
+]
+
+META_KEY = "mmm_thesis"
+DEFAULT_PARAMETERS: dict[str, Any] = {"profile": "full", "seed": 0}
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while executing; the message names the failing cell."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where things are. Tests point it at a temporary copy.
+
+    Attributes
+    ----------
+    root : Path
+        Project root.
+    """
+
+    root: Path
+
+    @property
+    def sources(self) -> Path:
+        return self.root / "chapters"
+
+    @property
+    def executed(self) -> Path:
+        return self.root / "book" / "chapters"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "book" / "results"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "requirements.lock"
+
+    def chapters(self) -> list[Chapter]:
+        """Source notebooks ``chapters/NN_slug.ipynb``, sorted."""
+        return [Chapter(p.stem, p) for p in sorted(self.sources.glob("[0-9][0-9]_*.ipynb"))]
+
+    def chapter(self, ident: str) -> Chapter:
+        """Find a chapter by number (``01``, ``1``) or full name (``01_baselines``)."""
+        if not ident or not ident.strip():
+            raise ValueError("chapter: give a number (01) or a name (01_baselines), not an empty string")
+        for ch in self.chapters():
+            if ident == ch.name or ident.zfill(2) == ch.number:
+                return ch
+        names = ", ".join(c.name for c in self.chapters()) or "none"
+        raise ValueError(f"no chapter {ident!r}; chapters are: {names}")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A source notebook."""
+
+    name: str
+    source: Path
+
+    @property
+    def number(self) -> str:
+        return self.name[:2]
+
+    def title(self) -> str:
+        """The first Markdown heading of the notebook."""
+        nb = nbformat.read(self.source, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                for line in cell.source.splitlines():
+                    if line.startswith("# "):
+                        return line[2:].strip()
+        return self.name
+
+
+# ------------------------------------------------------------------- hashing
+def _imports(tree: ast.AST, package: str) -> list[tuple[str, tuple[str, ...]]]:
+    """``(module, names)`` of every import in ``tree`` (inside functions too), with relative
+    imports resolved against ``package``."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, ()) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            out.append((base, tuple(a.name for a in node.names)))
+    return out
+
+
+def _parse_cell(source: str) -> ast.AST | None:
+    """A code cell's syntax tree, IPython magics and shell lines dropped."""
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def mmmlib_closure(project: Project, chapter: Chapter) -> list[Path]:
+    """The ``mmmlib`` source files a chapter depends on, sorted.
+
+    Starts from the ``mmmlib`` imports of the chapter's code cells and follows the imports
+    of every module reached (and of the packages containing it). ``from mmmlib.a import b``
+    counts ``mmmlib/a/b.py`` when ``b`` is a module. Imports that do not resolve to a file
+    of the project (e.g. an installed ``mmmlib`` elsewhere) are ignored.
+    """
+    root = project.root
+
+    def files_of(module: str) -> list[Path]:
+        parts = module.split(".")
+        if parts[0] != "mmmlib":
+            return []
+        found = []
+        for i in range(1, len(parts) + 1):  # the packages on the way, then the module
+            stem = root.joinpath(*parts[:i])
+            for cand in (stem / "__init__.py", stem.with_suffix(".py")):
+                if cand.is_file():
+                    found.append(cand)
+                    break
+        return found
+
+    def package_of(path: Path) -> str:
+        return ".".join(path.relative_to(root).parts[:-1])  # a module's or an __init__'s package
+
+    nb = nbformat.read(chapter.source, as_version=4)
+    todo: list[tuple[str, tuple[str, ...]]] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (tree := _parse_cell(cell.source)) is not None:
+            todo += _imports(tree, "")
+    seen: set[Path] = set()
+    while todo:
+        module, names = todo.pop()
+        targets = files_of(module) + [f for n in names for f in files_of(f"{module}.{n}")]
+        for path in targets:
+            if path not in seen:
+                seen.add(path)
+                todo += _imports(ast.parse(path.read_bytes()), package_of(path))
+    return sorted(seen)
+
+
+def _notebook_fingerprint(path: Path) -> bytes:
+    nb = nbformat.read(path, as_version=4)
+    cells = [[c.cell_type, c.source, sorted(c.get("metadata", {}).get("tags", []))] for c in nb.cells]
+    return json.dumps(cells, sort_keys=True).encode()
+
+
+def results_identity(raw: bytes) -> bytes:
+    """What identifies a results file's numbers: its chapter, parameters and results, without the
+    volatile provenance (wall time, commit, hardware), which changes on every rerun that gives the
+    same numbers. Raises ``ValueError`` when ``raw`` is not a results document."""
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
+        raise ValueError("not a results document (no 'results' mapping)")
+    ident = {
+        "chapter": doc.get("chapter"),
+        "parameters": doc.get("provenance", {}).get("parameters"),
+        "results": doc["results"],
+    }
+    return json.dumps(ident, sort_keys=True).encode()
+
+
+def _data_file_bytes(path: Path) -> bytes:
+    """What of a data file determines a chapter: its bytes, except that another chapter's results
+    file counts by :func:`results_identity`, so rerunning an upstream chapter with the same
+    numbers does not make a downstream chapter stale."""
+    if not path.is_file():
+        return b"<missing>"
+    raw = path.read_bytes()
+    if path.suffix == ".json" and path.parent.name == "results" and path.parent.parent.name == "book":
+        try:
+            return results_identity(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+PEER_LOCKS: dict[str, str] = {
+    # a driver of a published package -> the lock file of the environment it runs in
+    "mmmlib/deepcausal/peer.py": "requirements-peers.lock",
+    "mmmlib/bayes/lwmm.py": "requirements-lwmm.lock",
+}
+
+
+def input_hash(
+    project: Project,
+    chapter: Chapter,
+    parameters: Mapping[str, Any],
+    data_files: Sequence[str] = (),
+) -> str:
+    """SHA-256 over everything that determines an executed chapter's content.
+
+    Parameters
+    ----------
+    project, chapter : Project, Chapter
+        Where the sources are.
+    parameters : mapping
+        The papermill parameters (``results_dir`` excluded: it only says where to write).
+    data_files : sequence of str
+        Data files the chapter read, relative to the project root.
+    """
+    h = hashlib.sha256()
+
+    def feed(label: str, payload: bytes) -> None:
+        h.update(label.encode() + b"\0" + hashlib.sha256(payload).digest())
+
+    feed("notebook", _notebook_fingerprint(chapter.source))
+    params = {k: v for k, v in parameters.items() if k != "results_dir"}
+    feed("parameters", json.dumps(params, sort_keys=True).encode())
+    closure = mmmlib_closure(project, chapter)
+    for path in closure:
+        feed(str(path.relative_to(project.root)), path.read_bytes())
+    for rel in sorted(data_files):
+        feed(rel, _data_file_bytes(project.root / rel))
+    feed("lock", project.lock_file.read_bytes() if project.lock_file.is_file() else b"<none>")
+    rel = {p.relative_to(project.root).as_posix() for p in closure}
+    for lock in sorted({lock for module, lock in PEER_LOCKS.items() if module in rel}):
+        path = project.root / lock
+        feed(lock, path.read_bytes() if path.is_file() else b"<none>")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ executing
+# A cell records a wall time (a result under ``chNN.speed.*``) or shows one (a model's
+# ``fit_seconds``, an estimate's ``.seconds``): its output differs from run to run.
+TIMING_KEY = re.compile(r"""["']ch\d{2}\.speed\.|\bfit_seconds\b|\.seconds\b""")
+
+
+def _strip_volatile(nb: nbformat.NotebookNode) -> None:
+    """Drop timings, absolute paths and random ids so reruns are byte-identical, and tag the
+    cells that record or show wall times (:data:`TIMING_KEY`) ``nbval-ignore-output``: their
+    values differ from run to run and are not part of the reproducibility check."""
+    pm = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {"parameters": pm.get("parameters", {})}
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+            # papermill's injected cell would show the parameters twice in the book
+            tags = cell.metadata.setdefault("tags", [])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+        elif not cell.get("id"):
+            cell["id"] = f"cell-{i}"
+        if cell.cell_type == "code" and TIMING_KEY.search(cell.source):
+            tags = cell.metadata.setdefault("tags", [])
+            if "nbval-ignore-output" not in tags:
+                tags.append("nbval-ignore-output")
+
+
+def _failure_message(chapter: Chapter, err: Exception) -> str:
+    cell = getattr(err, "cell_index", None)
+    count = getattr(err, "exec_count", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    where = f"cell {cell}" if cell is not None else "an unknown cell"
+    if count is not None:
+        where += f" (In [{count}])"
+    return f"chapter {chapter.name} failed in {where}: {ename}: {evalue}"
+
+
+def execute_chapter(
+    project: Project,
+    chapter: Chapter,
+    parameters: Mapping[str, Any] | None = None,
+    out_dir: Path | None = None,
+    kernel_name: str = "python3",
+    log: bool = True,
+) -> dict[str, Any]:
+    """Execute one chapter with papermill into ``out_dir`` (default: ``book/``), atomically.
+
+    The notebook and its results file are produced in a staging folder beside the
+    destination; they replace the previous copies only when execution succeeded and
+    the chapter wrote its results file.
+
+    Parameters
+    ----------
+    project, chapter : Project, Chapter
+        What to run.
+    parameters : mapping, optional
+        Papermill parameters; ``profile`` and ``seed`` default to ``full`` and ``0``.
+    out_dir : Path, optional
+        Folder holding ``chapters/`` and ``results/`` (default ``<root>/book``).
+    kernel_name : str
+        Jupyter kernel.
+    log : bool
+        Print progress (chapter, parameters, elapsed time).
+
+    Returns
+    -------
+    dict
+        The metadata recorded in the executed notebook (parameters, input hash, runtime).
+
+    Raises
+    ------
+    ChapterFailed
+        If a cell raised or the chapter wrote no results file.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    params = {**DEFAULT_PARAMETERS, **dict(parameters or {})}
+    if params["profile"] not in ("quick", "full"):
+        raise ValueError(f"parameter 'profile' must be 'quick' or 'full', got {params['profile']!r}")
+    if not isinstance(params["seed"], int) or params["seed"] < 0:
+        raise ValueError(f"parameter 'seed' must be a non-negative integer, got {params['seed']!r}")
+    out_dir = Path(out_dir) if out_dir is not None else project.root / "book"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=out_dir))
+    t0 = time.perf_counter()
+    if log:
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        print(f"[{chapter.name}] executing with {shown} ...", flush=True)
+    try:
+        (stage / "chapters").mkdir()
+        (stage / "results").mkdir()
+        staged_nb = stage / "chapters" / f"{chapter.name}.ipynb"
+        try:
+            pm.execute_notebook(
+                str(chapter.source),
+                str(staged_nb),
+                parameters={**params, "results_dir": "../results"},
+                cwd=str(stage / "chapters"),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=False,
+                report_mode=False,
+            )
+        except PapermillExecutionError as err:
+            raise ChapterFailed(_failure_message(chapter, err)) from None
+        staged_results = stage / "results" / f"{chapter.name}.json"
+        if not staged_results.is_file():
+            raise ChapterFailed(
+                f"chapter {chapter.name} ran but wrote no results file "
+                f"(its last cell must call results.save())"
+            )
+        results_doc = json.loads(staged_results.read_text(encoding="utf-8"))
+        data_files = results_doc.get("provenance", {}).get("data_files", [])
+        nb = nbformat.read(staged_nb, as_version=4)
+        _strip_volatile(nb)
+        meta = {
+            "chapter": chapter.name,
+            "parameters": params,
+            "input_hash": input_hash(project, chapter, params, data_files),
+            "data_files": data_files,
+            # the pair: a notebook is valid only beside the results file of the same run
+            "results_sha256": hashlib.sha256(results_identity(staged_results.read_bytes())).hexdigest(),
+        }
+        nb.metadata[META_KEY] = meta
+        nbformat.write(nb, staged_nb)
+        (out_dir / "chapters").mkdir(exist_ok=True)
+        (out_dir / "results").mkdir(exist_ok=True)
+        # results first: a notebook never points at a results file that is not there
+        staged_results.replace(out_dir / "results" / f"{chapter.name}.json")
+        staged_nb.replace(out_dir / "chapters" / f"{chapter.name}.ipynb")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    elapsed = time.perf_counter() - t0
+    if log:
+        print(f"[{chapter.name}] done in {elapsed:.1f} s", flush=True)
+    return {**meta, "elapsed_s": elapsed}
+
+
+# ---------------------------------------------------------------- staleness
+@dataclass(frozen=True)
+class ChapterStatus:
+    """One row of ``status``."""
+
+    chapter: str
+    state: str  # "fresh", "stale", "missing", "unpaired" or "dirty" (see chapter_status)
+    profile: str
+    seed: int | str
+    runtime_s: float | None
+    hardware: str
+
+    @property
+    def is_fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+STATE_REASONS = {
+    "missing": "the executed notebook or its results file is missing",
+    "stale": "its inputs changed since it was executed",
+    "unpaired": "the executed notebook and the results file come from different runs",
+    "dirty": "it was executed from uncommitted code, so its numbers cannot be traced to a commit",
+}
+
+
+def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
+    """The state of a chapter's executed copy in ``book/``.
+
+    ``missing``: the notebook or the results file is absent. ``stale``: the recorded input hash
+    differs from the current inputs. ``unpaired``: the results file is not the one written by
+    the run that produced the notebook (a half-finished replacement, or files copied by hand).
+    ``dirty``: the run recorded uncommitted changes to the code, chapters or data. ``fresh``
+    otherwise; only fresh chapters pass ``check``.
+    """
+    executed = project.executed / f"{chapter.name}.ipynb"
+    results_file = project.results / f"{chapter.name}.json"
+    if not executed.is_file() or not results_file.is_file():
+        return ChapterStatus(chapter.name, "missing", "-", "-", None, "-")
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get(META_KEY, {})
+    params = meta.get("parameters", {})
+    current = input_hash(project, chapter, params, meta.get("data_files", []))
+    raw = results_file.read_bytes()
+    try:
+        identity = results_identity(raw)
+        prov = json.loads(raw).get("provenance", {})
+    except ValueError as err:
+        raise ValueError(f"{results_file} is not a valid results file ({err}); "
+                         f"rerun chapter {chapter.number}") from None
+    hw = prov.get("hardware", {})
+    hardware = f"{hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads, GPU: {hw.get('gpu', '?')}"
+    if meta.get("input_hash") != current:
+        state = "stale"
+    elif meta.get("results_sha256") != hashlib.sha256(identity).hexdigest():
+        state = "unpaired"
+    elif prov.get("git_dirty", True):
+        state = "dirty"
+    else:
+        state = "fresh"
+    return ChapterStatus(
+        chapter.name,
+        state,
+        str(params.get("profile", "?")),
+        params.get("seed", "?"),
+        prov.get("wall_time_s"),
+        hardware,
+    )
+
+
+def recorded_parameters(project: Project, chapter: Chapter) -> dict[str, Any]:
+    """Parameters of the executed copy (or the defaults if there is none)."""
+    executed = project.executed / f"{chapter.name}.ipynb"
+    if executed.is_file():
+        meta = nbformat.read(executed, as_version=4).metadata.get(META_KEY, {})
+        if meta.get("parameters"):
+            return dict(meta["parameters"])
+    return dict(DEFAULT_PARAMETERS)
+
+
+# -------------------------------------------------------------------- pages
+def _load_results(folder: Path) -> dict[str, dict[str, Any]]:
+    """:func:`mmmlib.book.results.load_results`, with a broken file named in the error."""
+    try:
+        return load_results(folder)
+    except (ValueError, KeyError) as err:
+        for path in sorted(folder.glob("*.json")):
+            try:
+                results_identity(path.read_bytes())
+            except ValueError as bad:
+                raise ValueError(f"{path} is not a valid results file ({bad}); rerun its chapter") from None
+        raise ValueError(f"cannot read the results files in {folder}: {err}") from None
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+QUICK_TIMINGS = Path("benchmarks") / "results" / "book_quick.json"
+
+FINDINGS: tuple[tuple[str, str, str], ...] = (
+    ("00_worlds", "What makes a world hard for a marketing-mix model?",
+     "Correlated spend. In the hard world social and display spend correlate at "
+     "{ch00.hard.corr.social_display} (easy world: {ch00.easy.corr.social_display}) and TV follows the "
+     "seasonal demand ({ch00.hard.corr.tv_baseline}); every later chapter is scored on both."),
+    ("01_baselines", "Is the port of LightweightMMM faithful, and how well does a Bayesian MMM recover ROI?",
+     "The port {ch01.lwmm.summary} with LightweightMMM 0.1.9 itself. ROI error, easy / hard world: cost prior "
+     "{ch01.easy.lwmmm.roi_mape} / {ch01.hard.lwmmm.roi_mape}, ROI prior {ch01.easy.roi.roi_mape} / "
+     "{ch01.hard.roi.roi_mape}; an oracle that knows the true transforms reaches {ch01.easy.oracle.roi_mape} / "
+     "{ch01.hard.oracle.roi_mape} on these worlds."),
+    ("02_uac", "Can a differentiable unaware→activated→converted funnel recover its parameters?",
+     "With its structure right: median error of the media effects {ch02.recovery.beta_error}, "
+     "90% intervals covering {ch02.recovery.all_coverage}. With one true link masked out, coverage of the "
+     "media effects falls to {ch02.misspec.beta_coverage}."),
+    ("03_deepcausal", "Do a GRU and a learned graph recover time-varying effects and channel structure?",
+     "Lagged NOTEARS finds the spend graph with mean SHD {ch03.graph.shd_mean} (edge F1 {ch03.graph.f1_mean}). "
+     "Time-varying effects are "
+     "{ch03.verdict.drift} (drift correlation {ch03.fit.drift_corr}); within-region holdout R² "
+     "{ch03.fit.within_r2} against {ch03.oracle.within} for an oracle and {ch03.peer.within_r2} for the "
+     "source package."),
+    ("04_twins", "Do digital twins of survey respondents give the right counterfactuals?",
+     "Lever effects are off by {ch04.sweep.median_error} at the median over surveys; the bootstrap-corrected "
+     "90% intervals cover {ch04.sweep.coverage} ({ch04.verdict.coverage}), the uncorrected "
+     "{ch04.sweep.raw_coverage}."),
+    ("05_diffusion", "Does a diffusion prior over coefficient paths beat a state-space smoother?",
+     "On the log-OU world the diffusion model {ch05.verdict.vs_kalman} the better Kalman smoother: median path "
+     "correlation {ch05.ours.corr} against {ch05.kalman.corr} (linear) and {ch05.log_kalman.corr} (log), and "
+     "{ch05.source.corr} for the source's design; 90% coverage {ch05.ours.coverage} against "
+     "{ch05.log_kalman.coverage} for the log smoother. On {ch05.check.n} further series the better smoother scores "
+     "{ch05.check.best}, {ch05.verdict.limit} a correlation of 0.6: about what that world identifies."),
+    ("06_scoreboard", "Which method should a practitioner trust, on the same worlds and questions?",
+     "Lowest ROI error, easy world: {ch06.best.roi_mape.easy}; correlated: {ch06.best.roi_mape.correlated}. "
+     "Over five seeds the ROI prior's error is {ch06.roi_mape.easy.bayes_roi} {ch06.roi_mape_sd.easy.bayes_roi}, "
+     "the flat-prior oracle's {ch06.roi_mape.easy.oracle} {ch06.roi_mape_sd.easy.oracle}; its budget regret "
+     "{ch06.regret.easy.bayes_roi} {ch06.regret_sd.easy.bayes_roi} of the achievable gain."),
+    ("07_calibration", "Is the Bayesian baseline's posterior calibrated?",
+     "For NUTS, simulation-based calibration {ch07.verdict}. Its 90% intervals cover {ch07.nuts.coverage_90} "
+     "of prior draws; the variational "
+     "fit covers {ch07.vi.coverage_90}."),
+)
+"""The introduction's findings: per chapter a question and an answer whose numbers are read from the
+results files (``{key}`` placeholders, shown as the key's display text)."""
+
+
+def chapter_runtimes(project: Project) -> list[dict[str, Any]]:
+    """Wall time of every chapter, first cell to last, at both profiles.
+
+    The full profile's comes from the executed chapter's results file (``None`` if ``book/``
+    holds a quick run); the quick profile's from ``benchmarks/results/book_quick.json``, written
+    by ``benchmarks/bench_book.py`` (``None`` if not measured).
+    """
+    quick_path = project.root / QUICK_TIMINGS
+    quick: dict[str, Any] = {}
+    if quick_path.is_file():
+        try:
+            quick = json.loads(quick_path.read_text(encoding="utf-8")).get("quick_s", {})
+        except ValueError as err:
+            raise ValueError(f"{quick_path} is not valid JSON ({err}); rerun benchmarks/bench_book.py") from None
+    docs = _load_results(project.results)
+    rows = []
+    for ch in project.chapters():
+        prov = docs.get(ch.name, {}).get("provenance", {})
+        full = prov.get("wall_time_s") if prov.get("parameters", {}).get("profile") == "full" else None
+        rows.append({"chapter": ch.name, "quick_s": quick.get(ch.name), "full_s": full})
+    return rows
+
+
+def _runtime_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    def minutes(x: float | None) -> str:
+        return "not measured" if x is None else f"{x / 60:.1f}"
+
+    out = ["| chapter | quick (min) | full (min) |", "|---|---:|---:|"]
+    out += [f"| {{doc}}`chapters/{r['chapter']}` | {minutes(r['quick_s'])} | {minutes(r['full_s'])} |" for r in rows]
+    totals = {k: sum(r[k] for r in rows) if all(r[k] is not None for r in rows) else None
+              for k in ("quick_s", "full_s")}
+    out.append(f"| **all chapters** | **{minutes(totals['quick_s'])}** | **{minutes(totals['full_s'])}** |")
+    return out
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace ``{key}`` by its display text; a key no chapter recorded shows as a dash."""
+    return re.sub(r"\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", lambda m: values.get(m.group(1), "–"), template)
+
+
+def _findings_page(project: Project, docs: Mapping[str, Any], titles: Mapping[str, str]) -> str:
+    values = {k: r["display"] for doc in docs.values() for k, r in doc["results"].items()}
+    lines = [
+        "<!-- written by `python -m mmmlib.book pages` from book/results: do not edit -->",
+        "",
+        "| chapter | question | answer |",
+        "|---|---|---|",
+    ]
+    for name, question, answer in FINDINGS:
+        if not (project.sources / f"{name}.ipynb").is_file():
+            continue
+        title = titles.get(name, name)
+        lines.append(f"| {{doc}}`{int(name[:2])}. {_md_escape(title)} <chapters/{name}>` | {_md_escape(question)} | "
+                     f"{_md_escape(_fill(answer, values))} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_pages(project: Project) -> list[Path]:
+    """Write ``book/results.md``, ``book/reproduce.md``, ``book/cite.md`` and ``book/findings.md``."""
+    docs = _load_results(project.results)
+    titles = {c.name: c.title() for c in project.chapters()}
+    book = project.root / "book"
+
+    lines = [
+        "# Results",
+        "",
+        "Every headline number of the book, under the key that cites it. Each value is read",
+        "from `book/results/NN_slug.json`, the file its chapter wrote; the chapter glues the",
+        "same value into its text. The *where* column links to the section that shows it.",
+        "Each key is also an address on this page (`results.html#<key>`), and each chapter's file",
+        "can be downloaded with its provenance: commit, parameters, seed, versions, hardware.",
+        "",
+    ]
+    for name, doc in docs.items():
+        prov = doc.get("provenance", {})
+        params = prov.get("parameters", {})
+        lines += [
+            f"## {titles.get(name, name)}",
+            "",
+            f"Profile `{params.get('profile', '?')}`, seed `{params.get('seed', '?')}`; "
+            f"file {{download}}`book/results/{name}.json <results/{name}.json>`.",
+            "",
+            "| key | value | unit | meaning | where |",
+            "|---|---|---|---|---|",
+        ]
+        for key, r in doc["results"].items():
+            where = f"{{ref}}`{r['where']}`" if r.get("where") else f"{{doc}}`chapters/{name}`"
+            lines.append(
+                f"| <span id=\"{key}\"></span>`{key}` | {_md_escape(r['display'])} | {_md_escape(r['unit'])} | "
+                f"{_md_escape(r['meaning'])} | {where} |"
+            )
+        lines.append("")
+    results_md = atomic_write_text(book / "results.md", "\n".join(lines))
+
+    rows = []
+    for ch in project.chapters():
+        st = chapter_status(project, ch)
+        doc = docs.get(ch.name, {})
+        hw = doc.get("provenance", {}).get("hardware", {})
+        runtime = f"{st.runtime_s:.0f} s" if st.runtime_s is not None else "-"
+        rows.append(
+            f"| {{doc}}`chapters/{ch.name}` | `{st.profile}` | {st.seed} | {runtime} | "
+            f"{_md_escape(hw.get('cpu', '-'))} | {hw.get('threads', '-')} | {_md_escape(hw.get('gpu', '-'))} | {st.state} |"
+        )
+    versions = next(iter(docs.values()), {}).get("provenance", {}).get("versions", {})
+    vers = ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"
+    repro = [
+        "# Reproduce",
+        "",
+        "Every number and figure in this book is computed by `mmmlib` when a chapter is executed.",
+        "On a machine with Python 3.11, `pip` and `make`:",
+        "",
+        "```bash",
+        "git clone <this repository> mmm-thesis && cd mmm-thesis",
+        "make book                                  # venv from requirements.lock, stale chapters, HTML",
+        "make test                                  # unit tests, quick chapters under nbval, strict build",
+        "make chapter CH=00 PROFILE=full SEED=0     # rerun one chapter into book/",
+        "make status                                # profile, seed, runtime and staleness per chapter",
+        "```",
+        "",
+        "A chapter is *stale* when the hash of its inputs (source notebook, parameters, the `mmmlib`",
+        "modules it imports, the data files it read, `requirements.lock`) differs from the hash recorded",
+        "when it was executed. `make book` reruns only stale chapters; `make test` fails if one is stale.",
+        "",
+        "## Chapters as rendered",
+        "",
+        "| chapter | profile | seed | runtime | CPU | threads | GPU | state |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Package versions of the run: {vers}.",
+        "",
+        "(reproduce-runtimes)=",
+        "## How long it takes",
+        "",
+        "Wall time of each chapter from its first cell to its last, on the machine named above",
+        "(starting the kernel adds a few seconds to each). The full profile is the book's: its",
+        "time is recorded by the executed chapter. The quick profile is what `make test` executes,",
+        "timed by `benchmarks/bench_book.py`.",
+        "",
+        *_runtime_table(chapter_runtimes(project)),
+        "",
+        "`make book` sets up `.venv` (about 1.8 GB on disk) and, when a chapter has to be",
+        "re-executed, the LightweightMMM 0.1.9 environment `.venv-lwmm` (about 2.5 GB) that Chapter 1",
+        "fits beside its port.",
+        "",
+        "```{warning}",
+        "`make chapter` and `make book` write into `book/`: they replace the executed chapter and its",
+        "results file that the rendered book shows. To try a chapter without touching the book, run",
+        "`python -m mmmlib.book quick --out scratch` or execute the source notebook in `chapters/`.",
+        "```",
+        "",
+        "Numbers are reproducible for the same inputs, seed and machine kind: the thread count",
+        "is fixed (`MMM_THREADS`, default 2) and every generator is seeded by `mmmlib.runtime.setup`.",
+        "Other CPUs may move float32 results in the last digits; the book displays rounded values.",
+        "",
+    ]
+    repro_md = atomic_write_text(book / "reproduce.md", "\n".join(repro))
+
+    cite_md = atomic_write_text(book / "cite.md", _cite_page(project, titles, docs))
+    findings_md = atomic_write_text(book / "findings.md", _findings_page(project, docs, titles))
+    return [results_md, repro_md, cite_md, findings_md]
+
+
+def _citation_fields(project: Project) -> dict[str, str]:
+    """Title, authors, year, version and URL read from ``CITATION.cff`` (simple YAML subset)."""
+    fields = {"title": "mmm-thesis", "year": "2026", "version": "", "url": "", "authors": ""}
+    path = project.root / "CITATION.cff"
+    if not path.is_file():
+        return fields
+    authors: list[str] = []
+    family = given = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if ":" not in line:
+            continue
+        key, _, value = line.lstrip("- ").partition(":")
+        value = value.strip().strip('"')
+        if key == "family-names":
+            family = value
+        elif key == "given-names":
+            given = value
+        elif key == "name" and raw.startswith("  -"):
+            authors.append(value)
+        elif key in ("title", "version", "url") and not raw.startswith(" "):
+            fields[key] = value
+        elif key == "date-released" and not raw.startswith(" "):
+            fields["year"] = value[:4]
+        if family and given:
+            authors.append(f"{family}, {given}")
+            family = given = None
+    fields["authors"] = " and ".join(authors) or "mmm-thesis authors"
+    return fields
+
+
+def _cite_page(project: Project, titles: Mapping[str, str], docs: Mapping[str, Any]) -> str:
+    f = _citation_fields(project)
+    url = f"  url       = {{{f['url']}}},\n" if f["url"] else ""
+    out = [
+        "# How to cite",
+        "",
+        "Cite the book as a whole, a chapter, or a single number by its result key.",
+        "The machine-readable citation is `CITATION.cff` at the root of the repository.",
+        "",
+        "## The book",
+        "",
+        "```bibtex",
+        "@book{mmm_thesis,",
+        f"  title     = {{{f['title']}}},",
+        f"  author    = {{{f['authors']}}},",
+        f"  year      = {{{f['year']}}},",
+        f"  note      = {{Version {f['version']}}},",
+        url.rstrip("\n") if url else "  howpublished = {Jupyter Book}",
+        "}",
+        "```",
+        "",
+        "## A chapter",
+        "",
+    ]
+    for ch in project.chapters():
+        commit = docs.get(ch.name, {}).get("provenance", {}).get("git_commit", "unknown")[:12]
+        out += [
+            "```bibtex",
+            f"@incollection{{mmm_thesis_ch{ch.number},",
+            f"  title     = {{{titles.get(ch.name, ch.name)}}},",
+            f"  booktitle = {{{f['title']}}},",
+            f"  author    = {{{f['authors']}}},",
+            f"  year      = {{{f['year']}}},",
+            f"  chapter   = {{{int(ch.number)}}},",
+            f"  note      = {{Executed from commit {commit}}}",
+            "}",
+            "```",
+            "",
+        ]
+    out += [
+        "## A single result",
+        "",
+        "Every headline number has a stable key and its own address on the {doc}`results` page",
+        "(`results.html#<key>`). In BibTeX, cite the chapter and name the key and its value:",
+        "",
+        "```bibtex",
+        "@incollection{mmm_thesis_ch00_easy_roi_tv,",
+        f"  title     = {{{titles.get('00_worlds', 'Chapter 0')}}},",
+        f"  booktitle = {{{f['title']}}},",
+        f"  author    = {{{f['authors']}}},",
+        f"  year      = {{{f['year']}}},",
+        "  note      = {Result ch00.easy.roi.tv (ROI of TV in the easy world), results.html\\#ch00.easy.roi.tv}",
+        "}",
+        "```",
+        "",
+        "In running text:",
+        "Cite the chapter and name the key, for instance: *\"ROI of TV in the easy world: "
+        f"{docs.get('00_worlds', {}).get('results', {}).get('ch00.easy.roi.tv', {}).get('display', '…')}",
+        "(mmm-thesis, result `ch00.easy.roi.tv`)\"*. The key's entry in `book/results/NN_slug.json`",
+        "carries its provenance: the commit, the parameters and seed, the package versions and the",
+        "hardware that produced it, so a reader can regenerate it with `make chapter`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- CLI
+def _check_run(project: Project, chapter: Chapter, params: Mapping[str, Any], force: bool = False) -> None:
+    """Refuse, before anything runs, what would give a wrong or half-written ``book/``: a bad
+    profile or seed, a quick run over a full chapter (without ``force``), an unwritable folder."""
+    if params.get("profile") not in ("quick", "full"):
+        raise ValueError(f"parameter 'profile' must be 'quick' or 'full', got {params.get('profile')!r}")
+    seed = params.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"parameter 'seed' must be a non-negative integer, got {seed!r}")
+    executed = project.executed / f"{chapter.name}.ipynb"
+    if params["profile"] == "quick" and not force and executed.is_file():
+        recorded = nbformat.read(executed, as_version=4).metadata.get(META_KEY, {}).get("parameters", {})
+        if recorded.get("profile") == "full":
+            raise ValueError(f"{chapter.name}: book/ holds the full-profile chapter; a quick run would replace "
+                             "the book's numbers (use --force to do it anyway, or 'quick --out DIR' to run elsewhere)")
+    for folder in (project.executed, project.results):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder: the chapter would run and then fail to save")
+        probe = folder if folder.is_dir() else folder.parent
+        if not os.access(probe, os.W_OK):
+            raise ValueError(f"cannot write to {folder}: the chapter would run and then fail to save")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m mmmlib.book", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="execute one chapter into book/")
+    run.add_argument("chapter", help="number (01) or name (01_baselines)")
+    run.add_argument("--profile", choices=("quick", "full"), default=None)
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("--force", action="store_true",
+                     help="let a quick-profile run replace a full-profile chapter in book/")
+    sub.add_parser("status", help="profile, seed, runtime and staleness of every chapter")
+    sub.add_parser("check", help="exit 1 if an executed chapter is missing or stale")
+    sub.add_parser("stale", help="rerun every stale or missing chapter")
+    quick = sub.add_parser("quick", help="execute chapters at profile=quick into a scratch folder (book/ untouched)")
+    quick.add_argument("chapters", nargs="*", help="numbers or names (default: every chapter)")
+    quick.add_argument("--out", type=Path, required=True)
+    quick.add_argument("--seed", type=int, default=0)
+    sub.add_parser("pages", help="write the Results, Reproduce and How-to-cite pages")
+    args = parser.parse_args(argv)
+
+    project = Project(Path(args.root).resolve() if args.root else repo_root())
+    try:
+        if not project.sources.is_dir() or not project.chapters():
+            raise ValueError(f"{project.root} is not a mmm-thesis checkout: no chapters/NN_*.ipynb there")
+        if args.cmd == "run":
+            ch = project.chapter(args.chapter)
+            params = recorded_parameters(project, ch)
+            if args.profile:
+                params["profile"] = args.profile
+            if args.seed is not None:
+                params["seed"] = args.seed
+            for name, value in args.param:
+                params[name] = _parse_value(value)
+            _check_run(project, ch, params, force=args.force)
+            execute_chapter(project, ch, params)
+        elif args.cmd == "status":
+            print(f"{'chapter':<24}{'state':<9}{'profile':<9}{'seed':<6}{'runtime':>9}  hardware")
+            for ch in project.chapters():
+                st = chapter_status(project, ch)
+                rt = f"{st.runtime_s:.1f} s" if st.runtime_s is not None else "-"
+                print(f"{st.chapter:<24}{st.state:<9}{st.profile:<9}{st.seed!s:<6}{rt:>9}  {st.hardware}")
+        elif args.cmd == "check":
+            bad = [chapter_status(project, ch) for ch in project.chapters()]
+            bad = [s for s in bad if not s.is_fresh]
+            for s in bad:
+                print(
+                    f"{s.chapter}: executed copy is {s.state} ({STATE_REASONS[s.state]}); "
+                    f"commit the code, rerun it with 'make chapter CH={s.chapter[:2]}' and commit book/",
+                    file=sys.stderr,
+                )
+            if bad:
+                return 1
+            print(f"all {len(project.chapters())} executed chapters are fresh")
+        elif args.cmd == "stale":
+            todo = [ch for ch in project.chapters() if not chapter_status(project, ch).is_fresh]
+            if not todo:
+                print("no stale chapters")
+            for i, ch in enumerate(todo, 1):
+                print(f"({i}/{len(todo)})", end=" ")
+                execute_chapter(project, ch, recorded_parameters(project, ch))
+        elif args.cmd == "quick":
+            chapters = [project.chapter(c) for c in args.chapters] if args.chapters else project.chapters()
+            for i, ch in enumerate(chapters, 1):
+                print(f"({i}/{len(chapters)})", end=" ")
+                execute_chapter(project, ch, {"profile": "quick", "seed": args.seed}, out_dir=args.out)
+        elif args.cmd == "pages":
+            for path in write_pages(project):
+                print(f"wrote {path.relative_to(project.root)}")
+    except (ChapterFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+

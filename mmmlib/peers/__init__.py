@@ -1,1 +1,0 @@
-"""Drivers for the published packages the book compares against (optional dependencies)."""

@@ -1,0 +1,318 @@
+"""Chapter 5's experiments: diffusion for time-varying coefficients against a Kalman smoother.
+
+The functions simulate the worlds, fit the models, score coefficient paths against the truth
+(correlation, interval coverage, sales reconstruction) and draw the chapter's figures. See Chapter 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from mmmlib.runtime import check_profile
+from mmmlib.tvc.diffusion import DiffusionConfig, PathSamples, TVCDiffusion
+from mmmlib.tvc.statespace import TVCPosterior
+from mmmlib.tvc.world import TVCConfig, TVCWorld, baseline_features, simulate_tvc
+
+__all__ = [
+    "DiffusionSettings",
+    "PathEstimate",
+    "check_world",
+    "correlation_spread",
+    "coverage_curve",
+    "estimate_from_kalman",
+    "estimate_from_samples",
+    "make_worlds",
+    "path_correlation",
+    "plot_calibration",
+    "plot_correlations",
+    "plot_decomposition",
+    "plot_paths",
+    "plot_training",
+    "score_paths",
+    "score_table",
+    "sampling_speed",
+]
+
+Z90 = 1.6448536269514722
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """Sizes of a Chapter 5 run (``quick`` for CI, ``full`` for the book).
+
+    Attributes
+    ----------
+    world : TVCConfig
+        The simulated world (weeks, channels, volatilities).
+    n_train, n_valid, n_test : int
+        Simulated series to train on, to validate on after each epoch, and to score.
+    fit : DiffusionConfig
+        The diffusion model (the source's design is the same with ``kalman=False``).
+    n_samples : int
+        Sampled paths per test series for the main model.
+    ablation_samples : int
+        Sampled paths per test series for the ablations (the source's design, no projection).
+    ddpm_series : int
+        Test series on which the (slower) DDPM sampler is also scored.
+    n_check : int
+        Further fresh series on which only the (cheap) smoothers are scored, to show how much a
+        score on ``n_test`` series varies and what the data identify.
+    """
+
+    world: TVCConfig
+    n_train: int
+    n_valid: int
+    n_test: int
+    fit: DiffusionConfig
+    n_samples: int = 64
+    ablation_samples: int = 32
+    ddpm_series: int = 10
+    n_check: int = 100
+
+    @property
+    def source_fit(self) -> DiffusionConfig:
+        """The source's design: conditioning on data only, no Kalman correction."""
+        return replace(self.fit, kalman=False)
+
+    @classmethod
+    def for_profile(cls, profile: str) -> DiffusionSettings:
+        """The chapter's settings for ``quick`` or ``full``."""
+        if check_profile(profile) == "quick":
+            return cls(world=TVCConfig(n_weeks=52), n_train=1000, n_valid=200, n_test=20,
+                       fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=32,
+                       ablation_samples=16, ddpm_series=4, n_check=100)
+        return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=40,
+                   fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=64,
+                   ablation_samples=32, ddpm_series=4, n_check=300)
+
+
+def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, TVCWorld, TVCWorld]:
+    """Independent training, validation and test series (different generator seeds)."""
+    s = settings
+    return (simulate_tvc(s.world, s.n_train, seed=1000 * seed + 1),
+            simulate_tvc(s.world, s.n_valid, seed=1000 * seed + 2),
+            simulate_tvc(s.world, s.n_test, seed=1000 * seed + 3))
+
+
+def check_world(settings: DiffusionSettings, seed: int = 0) -> TVCWorld:
+    """``n_check`` further fresh series, independent of :func:`make_worlds`'s three."""
+    return simulate_tvc(settings.world, settings.n_check, seed=1000 * seed + 4)
+
+
+@dataclass
+class PathEstimate:
+    """A method's estimate of the media coefficient paths of the test series.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (N, T, C)
+        Posterior mean of the media coefficients.
+    quantile : callable
+        ``quantile(q)`` gives the ``q`` quantile of every coefficient, shape (N, T, C).
+    sales : ndarray, shape (N, T)
+        Sales reconstructed from the posterior-mean coefficients (and baseline).
+    seconds : float
+        Wall time of the estimate (sampling or smoothing).
+    """
+
+    mean: np.ndarray
+    quantile: object
+    sales: np.ndarray
+    seconds: float
+
+
+def estimate_from_samples(samples: PathSamples, world: TVCWorld) -> PathEstimate:
+    """Posterior mean, quantiles and reconstructed sales from sampled paths."""
+    fitted = samples.sales(world.media, world.controls).mean(1)
+    return PathEstimate(samples.beta.mean(1), lambda q: np.quantile(samples.beta, q, axis=1), fitted,
+                        samples.seconds)
+
+
+def estimate_from_kalman(post: TVCPosterior, world: TVCWorld, seconds: float) -> PathEstimate:
+    """Posterior mean and quantiles of a Kalman smoother (Gaussian, or log-normal for the log smoother)."""
+    c, k = post.n_media, post.n_controls
+    base = (post.mean[..., c + k:] * baseline_features(world.config.n_weeks)).sum(-1)
+    fitted = base + (post.beta * world.media).sum(-1) + (post.gamma * world.controls).sum(-1)
+    return PathEstimate(post.beta, post.beta_quantile, fitted, seconds)
+
+
+def path_correlation(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Correlation over weeks of estimated and true paths, per series and channel, shape (N, C).
+
+    A constant path (no variation) gives NaN.
+    """
+    a = estimate - estimate.mean(1, keepdims=True)
+    b = truth - truth.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(1) / den, np.nan)
+
+
+def correlation_spread(est: PathEstimate, world: TVCWorld, size: int, draws: int = 2000,
+                       seed: int = 0) -> dict[str, float]:
+    """How much the headline correlation of :func:`score_paths` varies over test sets of ``size`` series.
+
+    Draws ``draws`` subsets of ``size`` series (without replacement) and recomputes the median over
+    channels of the median within-series correlation on each.
+
+    Returns
+    -------
+    dict
+        ``all`` (on every series), ``sd``, ``lo`` and ``hi`` (5% and 95% quantiles over subsets).
+    """
+    if not 1 <= size <= world.n:
+        raise ValueError(f"size must lie in 1..{world.n} (the series available), got {size}")
+    r = path_correlation(est.mean, world.beta)  # (N, C)
+    rng = np.random.default_rng(seed)
+    meds = np.array([np.median(np.nanmedian(r[rng.choice(world.n, size, replace=False)], axis=0))
+                     for _ in range(draws)])
+    return {"all": float(np.median(np.nanmedian(r, axis=0))), "sd": float(meds.std()),
+            "lo": float(np.quantile(meds, 0.05)), "hi": float(np.quantile(meds, 0.95))}
+
+
+def coverage_curve(est: PathEstimate, truth: np.ndarray, levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict:
+    """Share of true coefficients inside the central interval of each nominal level."""
+    out = {}
+    for lev in levels:
+        lo, hi = est.quantile((1 - lev) / 2), est.quantile((1 + lev) / 2)
+        out[lev] = float(((truth >= lo) & (truth <= hi)).mean())
+    return out
+
+
+def score_paths(est: PathEstimate, world: TVCWorld) -> dict[str, float]:
+    """Scores of one method on the test series.
+
+    Returns
+    -------
+    dict
+        ``corr`` (median over channels of the median within-series correlation), ``corr_pooled``
+        (correlation over all series and weeks, median over channels), ``coverage90``,
+        ``width90`` (mean interval width relative to the true coefficient), ``mape_sales``
+        (reconstruction of observed sales from the posterior-mean coefficients), ``rel_error``
+        (median absolute relative error of the coefficients), ``seconds``.
+    """
+    truth = world.beta
+    r = path_correlation(est.mean, truth)
+    pooled = [np.corrcoef(est.mean[..., j].ravel(), truth[..., j].ravel())[0, 1] for j in range(truth.shape[-1])]
+    lo, hi = est.quantile(0.05), est.quantile(0.95)
+    return {
+        "corr": float(np.median(np.nanmedian(r, axis=0))),
+        "corr_pooled": float(np.median(pooled)),
+        "coverage90": float(((truth >= lo) & (truth <= hi)).mean()),
+        "width90": float(np.mean((hi - lo) / truth)),
+        "rel_error": float(np.median(np.abs(est.mean - truth) / truth)),
+        "mape_sales": float(np.mean(np.abs(est.sales - world.sales) / np.abs(world.sales))),
+        "seconds": float(est.seconds),
+    }
+
+
+def score_table(estimates: dict[str, PathEstimate], world: TVCWorld) -> pd.DataFrame:
+    """One row of :func:`score_paths` per method."""
+    return pd.DataFrame({name: score_paths(est, world) for name, est in estimates.items()}).T
+
+
+def channel_correlations(estimates: dict[str, PathEstimate], world: TVCWorld) -> pd.DataFrame:
+    """Median within-series correlation per method and channel (long format)."""
+    rows = []
+    for name, est in estimates.items():
+        r = np.nanmedian(path_correlation(est.mean, world.beta), axis=0)
+        rows += [{"method": name, "channel": ch, "correlation": float(v)} for ch, v in zip(world.config.channels, r, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def sampling_speed(model: TVCDiffusion, world: TVCWorld, paths: int = 100, steps: int = 50,
+                   method: str = "ddim") -> float:
+    """Seconds to draw ``paths`` coefficient paths for one series with ``steps`` DDIM steps (or DDPM)."""
+    s = model.sample(world.media[:1], world.controls[:1], world.sales[:1], n_samples=paths, method=method,
+                     steps=steps if method == "ddim" else None, seed=1)
+    return s.seconds
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_training(histories: dict[str, list[dict[str, float]]]) -> plt.Figure:
+    """Denoising loss (training and validation) and auxiliary terms per epoch, one line per model."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+    for name, hist in histories.items():
+        h = pd.DataFrame(hist)
+        axes[0].plot(h["epoch"], h["channel"], label=f"{name}: training")
+        if "valid_channel" in h:
+            axes[0].plot(h["epoch"], h["valid_channel"], ls="--", label=f"{name}: validation")
+        axes[1].plot(h["epoch"], h["sales"], label=name)
+        axes[2].plot(h["epoch"], h["aux_weight"], label=name)
+    axes[0].set(title="denoising loss (channel)", xlabel="epoch", ylabel="weighted MSE, standardised")
+    axes[1].set(title="sales reconstruction loss", xlabel="epoch", ylabel="MSE / sales variance", yscale="log")
+    axes[2].set(title="weight of the auxiliary losses", xlabel="epoch", ylabel="factor")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    return fig
+
+
+def plot_paths(world: TVCWorld, series: int, estimates: dict[str, PathEstimate],
+               samples: PathSamples | None = None, n_show: int = 5) -> plt.Figure:
+    """True and estimated media coefficient paths of one test series, with 90% bands."""
+    ch = world.config.channels
+    fig, axes = plt.subplots(len(ch), 1, figsize=(10, 2.0 * len(ch)), sharex=True, layout="constrained")
+    t = np.arange(world.config.n_weeks)
+    colors = sns.color_palette("deep", len(estimates) + 1)
+    for j, ax in enumerate(np.atleast_1d(axes)):
+        if samples is not None:
+            for s in range(min(n_show, samples.beta.shape[1])):
+                ax.plot(t, samples.beta[series, s, :, j], color="0.75", lw=0.6,
+                        label="diffusion samples" if (s == 0 and j == 0) else None)
+        for (name, est), col in zip(estimates.items(), colors[1:], strict=True):
+            lo, hi = est.quantile(0.05)[series, :, j], est.quantile(0.95)[series, :, j]
+            ax.fill_between(t, lo, hi, color=col, alpha=0.2)
+            ax.plot(t, est.mean[series, :, j], color=col, lw=1.4, label=f"{name} (mean, 90% band)" if j == 0 else None)
+        ax.plot(t, world.beta[series, :, j], color="black", lw=1.8, label="truth" if j == 0 else None)
+        on = world.spend[series, :, j] > 0
+        ax.scatter(t[~on], np.full((~on).sum(), ax.get_ylim()[0]), marker="|", color="tab:red", s=30,
+                   label="off air" if j == 0 else None)
+        ax.set_ylabel(f"β {ch[j]}")
+    axes[0].legend(fontsize=7, ncol=3, loc="upper left")
+    axes[-1].set_xlabel("week")
+    fig.suptitle(f"Media coefficient paths of test series {series}")
+    return fig
+
+
+def plot_decomposition(world: TVCWorld, series: int, est: PathEstimate, name: str) -> plt.Figure:
+    """Weekly media contributions of one test series: truth against a method's posterior mean."""
+    ch = world.config.channels
+    t = np.arange(world.config.n_weeks)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True, layout="constrained")
+    for ax, beta, title in ((axes[0], world.beta[series], "truth"), (axes[1], est.mean[series], name)):
+        contrib = beta * world.media[series]
+        ax.stackplot(t, contrib.T, labels=ch, alpha=0.85)
+        ax.set(title=f"media contributions: {title}", xlabel="week")
+    axes[0].set_ylabel("sales units")
+    axes[1].legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def plot_correlations(table: pd.DataFrame, target: float = 0.6) -> plt.Figure:
+    """Median within-series correlation with the true path, per channel and method."""
+    fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+    sns.barplot(data=table, x="channel", y="correlation", hue="method", ax=ax)
+    ax.axhline(target, color="black", ls="--", lw=1)
+    ax.text(ax.get_xlim()[1], target, " target", va="center", fontsize=8)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set(ylabel="median correlation over weeks", title="How well each method tracks the true coefficient path")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_calibration(curves: dict[str, dict[float, float]]) -> plt.Figure:
+    """Empirical against nominal coverage of central intervals (on the diagonal = calibrated)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), layout="constrained")
+    ax.plot([0.4, 1], [0.4, 1], color="0.5", ls="--", lw=1, label="calibrated")
+    ax.axhspan(0.8, 0.95, xmin=0, xmax=1, color="tab:green", alpha=0.08, label="target at 90%: 0.80-0.95")
+    for name, c in curves.items():
+        ax.plot(list(c), list(c.values()), marker="o", label=name)
+    ax.set(xlabel="nominal coverage", ylabel="share of true coefficients inside", xlim=(0.4, 1), ylim=(0, 1),
+           title="Calibration of the bands")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
