@@ -94,3 +94,16 @@ def test_bad_channel_is_named():
         ChannelSpec("tv", "flighted", 10.0, 0.01, roi=1.0, decay=1.2, half_saturation=1.0, slope=1.0)
     with pytest.raises(ValueError, match="pattern"):
         ChannelSpec("tv", "weekly", 10.0, 0.01, roi=1.0, decay=0.2, half_saturation=1.0, slope=1.0)
+
+
+def test_true_contributions_reproduce_the_world_and_its_counterfactuals():
+    from mmmlib.worlds.media import true_contributions
+
+    for world in (easy_world(seed=1, n_weeks=60), easy_world(seed=1, n_weeks=60, n_geos=3)):
+        np.testing.assert_allclose(true_contributions(world), world.truth.contributions_geo, rtol=1e-10)
+        more = np.ones_like(world.truth.contributions_geo)
+        more[10:14, 0, :] = 1.2
+        changed = true_contributions(world, more)
+        assert (changed[10:, 0] >= world.truth.contributions_geo[10:, 0] - 1e-12).all()  # more spend, never less
+        np.testing.assert_allclose(changed[:10], world.truth.contributions_geo[:10], rtol=1e-12)  # causal
+        np.testing.assert_allclose(changed[:, 1:], world.truth.contributions_geo[:, 1:], rtol=1e-12)  # one channel

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import biject_to
 
 from mmmlib.bayes.density import NationalDensity
+from mmmlib.bayes.lift import LiftTest, lift_arrays
 from mmmlib.data import MediaDataset
 from mmmlib.inference.diagnostics import inference_data, interval_summary, summarize_draws
 from mmmlib.inference.nuts import sample_nuts
@@ -274,6 +276,8 @@ class BayesianMMM:
         self.samples_: dict[str, torch.Tensor] | None = None
         self.data_: MediaDataset | None = None
         self.diagnostics_: Diagnostics | None = None
+        self.lift_tests_: tuple[LiftTest, ...] = ()
+        self.lift_: dict[str, torch.Tensor] | None = None
 
     # --------------------------------------------------------------- scaling
     def _scales(self, data: MediaDataset) -> None:
@@ -372,6 +376,27 @@ class BayesianMMM:
             mu = mu + (transformed * coef_media.unsqueeze(-2)).sum(-1)
             with pyro.plate("time", T, dim=-1):
                 pyro.sample("target", dist.Normal(mu, sigma), obs=target)
+        lift = self.__dict__.get("lift_")
+        if lift is not None and target is not None:  # experiments, observed through the same response
+            pred = self._lift_prediction(media, params, coef_media_geo if geo else coef_media, transformed, lift)
+            with pyro.plate("lift_tests", pred.shape[0], dim=-1):
+                pyro.sample("lift", dist.Normal(pred, lift["se"]), obs=lift["lift"])
+
+    def _lift_prediction(self, media, params, coef, transformed, lift) -> torch.Tensor:
+        """The model's incremental target of each lift test (original units), one draw: the
+        channel's media times the test's multiplier, through the channel's own transform,
+        minus the fitted transform, over the test's window and geos."""
+        idx = lift["channel"]
+        geo = media.ndim == 3
+        params_k = {k: v[idx] for k, v in params.items()}  # (K,) or (K, 1)
+        if geo:
+            changed = media[:, idx, :] * lift["multiplier"]  # (T, K, G)
+            diff = (media_transform(self.model_name, changed, params_k) - transformed[:, idx, :])
+            per_geo = (diff * lift["window"].unsqueeze(-1)).sum(dim=0)  # (K, G)
+            return (per_geo * coef[idx] * lift["target_scale"] * lift["geo_mask"]).sum(dim=-1)
+        changed = media[:, idx] * lift["multiplier"][..., 0]  # (T, K)
+        diff = media_transform(self.model_name, changed, params_k) - transformed[:, idx]
+        return (diff * lift["window"]).sum(dim=0) * coef[idx] * lift["target_scale"]
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -389,8 +414,9 @@ class BayesianMMM:
         backend: str = "auto",
         max_tree_depth: int = 10,
         coordinates: str | None = None,
+        lift_tests: Sequence[LiftTest] | None = None,
     ) -> BayesianMMM:
-        """Fit to a :class:`~mmmlib.data.MediaDataset`.
+        """Fit to a :class:`~mmmlib.data.MediaDataset`, and to experiments when given.
 
         Parameters
         ----------
@@ -432,6 +458,11 @@ class BayesianMMM:
             bent ridge, where NUTS diverged), ``native`` for the cost and flat priors
             (LightweightMMM's; ``benchmarks/bench_bayes.py`` compares the three on the cost prior).
             SVI fits its Gaussian in the same coordinates.
+        lift_tests : sequence of LiftTest, optional
+            Experiments on the training periods (:class:`~mmmlib.bayes.lift.LiftTest`): each is
+            one more observation, the model's incremental target of the test's spend change
+            through the same adstock and saturation, with the test's standard error. Needs the
+            Pyro backend (``auto`` chooses it).
         """
         if inference not in ("nuts", "svi"):
             raise ValueError(f"inference must be 'nuts' or 'svi', got {inference!r}")
@@ -440,10 +471,12 @@ class BayesianMMM:
         geo = data.geo is not None
         if geo and self.media_prior == "roi":
             raise ValueError("media_prior='roi' is implemented for national data only; use 'cost' or 'flat'")
+        if lift_tests and backend == "numpy":
+            raise ValueError("lift_tests are implemented in the Pyro program: use backend='pyro' (or 'auto')")
         if geo and backend == "numpy":
             raise ValueError("backend='numpy' is implemented for national data only; use 'pyro'")
         if backend == "auto":
-            backend = "pyro" if geo else "numpy"
+            backend = "pyro" if geo or lift_tests else "numpy"
         if coordinates is None:
             coordinates = "level" if self.media_prior == "roi" else "native"
         if coordinates not in ("native", "roi", "level"):
@@ -466,7 +499,7 @@ class BayesianMMM:
         try:
             return self._fit(
                 data, inference, backend, num_warmup, num_samples, chains, seed, svi_steps, svi_lr,
-                target_accept_prob, progress, max_tree_depth, coordinates,
+                target_accept_prob, progress, max_tree_depth, coordinates, lift_tests,
             )
         except BaseException:
             self.__dict__.clear()
@@ -477,11 +510,20 @@ class BayesianMMM:
 
     def _fit(
         self, data, inference, backend, num_warmup, num_samples, chains, seed, svi_steps, svi_lr,
-        target_accept_prob, progress, max_tree_depth, coordinates,
+        target_accept_prob, progress, max_tree_depth, coordinates, lift_tests=None,
     ) -> BayesianMMM:
         self.backend_ = backend
         self._scales(data)
         prep = self._prepare(data)
+        self.lift_tests_ = tuple(lift_tests) if lift_tests else ()
+        self.lift_ = None
+        if lift_tests:
+            arr = lift_arrays(lift_tests, data.channels, data.n_times, data.geos)
+            geo = data.geo is not None
+            self.lift_ = {k: torch.as_tensor(v) for k, v in arr.items()}
+            self.lift_["target_scale"] = torch.as_tensor(np.asarray(self.target_scale_, dtype=np.float64))
+            if not geo:
+                self.lift_["target_scale"] = self.lift_["target_scale"].reshape(())
         args = (prep.media, prep.controls, prep.seasonal, prep.t_index)
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
@@ -847,6 +889,30 @@ class BayesianMMM:
         out["prior_dominated"] = out["sd_ratio"] > PRIOR_DOMINATED_SD_RATIO
         out["posterior_median"] = post["median"].reindex(channels)
         return out
+
+    def predict_lift(self, test: LiftTest) -> np.ndarray:
+        """Posterior draws of the incremental target a lift test would measure, ``(S,)``: the
+        contributions with the test's spend change minus the fitted ones, over its window and geos.
+
+        Use it to plan an experiment (how large, how long, which channel) before running it, or to
+        check a fit against a test it was not given.
+        """
+        self._check_fitted()
+        data = self.data_
+        arr = lift_arrays([test], data.channels, data.n_times, data.geos)
+        c = int(arr["channel"][0])
+        prep = self._prepare(data, with_target=False)
+        changed = prep.media.clone()
+        if changed.ndim == 3:
+            changed[:, c, :] = changed[:, c, :] * torch.as_tensor(arr["multiplier"][:, 0, :])
+        else:
+            changed[:, c] = changed[:, c] * torch.as_tensor(arr["multiplier"][:, 0, 0])
+        with torch.no_grad():
+            diff = (self._media_effect(changed) - self._media_effect(prep.media))[:, :, c].numpy()  # (S, T[, G])
+        scale = np.asarray(self.target_scale_, dtype=np.float64)
+        if diff.ndim == 3:
+            return (diff * arr["window"][None, :, :1] * (scale * arr["geo_mask"][0])[None, None, :]).sum(axis=(1, 2))
+        return (diff * arr["window"][None, :, 0]).sum(axis=1) * float(scale)
 
     def contribution_share(self, level: float = 0.9) -> pd.DataFrame:
         """Each channel's share of the total media contribution (same columns as :meth:`roi`)."""

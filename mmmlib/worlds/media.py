@@ -45,6 +45,7 @@ __all__ = [
     "hard_world",
     "toy_world",
     "channel_correlation",
+    "true_contributions",
 ]
 
 PATTERNS = ("flighted", "always_on", "correlated")
@@ -483,3 +484,26 @@ def channel_correlation(world: SimulatedWorld, channels: Sequence[str] | None = 
     if channels is not None:
         spend = spend[list(channels)]
     return spend.corr()
+
+
+def true_contributions(world: SimulatedWorld, multiplier: np.ndarray | None = None) -> np.ndarray:
+    """The world's true contributions ``(T, C, G)`` (``G`` = 1 for national data), recomputed from
+    its media and its true response, with each channel's media (and so its spend) multiplied by
+    ``multiplier`` (same shape; default: ones, the world as simulated).
+
+    Counterfactuals of the world: an experiment that changes one channel's spend in some weeks
+    and geos is this with the multiplier above 1 there (see :mod:`mmmlib.bayes.lift`).
+    """
+    media = world.data.media_array()
+    if media.ndim == 2:
+        media = media[:, :, None]
+    if multiplier is not None:
+        multiplier = np.asarray(multiplier, dtype=np.float64)
+        if multiplier.shape != media.shape:
+            raise ValueError(f"multiplier must have the media's shape {media.shape}, got {multiplier.shape}")
+        media = media * multiplier
+    p = world.truth.params
+    weights = world.truth.geo_weights
+    x_tilde = media / (p["media_scale"].to_numpy()[None, :, None] * weights[None, None, :])
+    sat = hill(adstock(x_tilde, p["decay"].to_numpy()), p["half_saturation"].to_numpy(), p["slope"].to_numpy()).numpy()
+    return p["beta"].to_numpy()[None, :, None] * sat * weights[None, None, :]

@@ -1,0 +1,153 @@
+r"""Lift tests: experiments that measure one channel's incremental effect, and how they enter the model.
+
+A lift test changes one channel's spend by a fraction :math:`\delta` for a few periods (nationally,
+or in some geos against the others) and measures the incremental target over those periods and
+``post_periods`` after them (the carry-over), with a standard error. In the Bayesian model of
+:mod:`mmmlib.bayes.model` each test is one more observation,
+
+.. math::
+
+    \widehat{\text{lift}}_k \sim \mathcal N\Big(\sum_{t \in W_k}\sum_{g \in G_k} \bar y_g\,\beta_{c_k g}
+        \big[f_{c_k}\big((1 + \delta_k \mathbb 1_{t \in P_k})\,x_{c_k g}\big)_t - f_{c_k}(x_{c_k g})_t\big],\;
+        \mathrm{se}_k^2\Big),
+
+through the same adstock and saturation as the sales: :math:`P_k` is the test's period,
+:math:`W_k` that period and its ``post_periods``, :math:`G_k` its geos, :math:`\bar y_g` the target
+scale. :func:`simulate_lift_test` measures such a test in a simulated world, from its truth plus
+noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmmlib.worlds.media import SimulatedWorld, true_contributions
+
+__all__ = ["LiftTest", "lift_arrays", "simulate_lift_test", "true_lift"]
+
+
+@dataclass(frozen=True)
+class LiftTest:
+    """One experiment on one channel.
+
+    Attributes
+    ----------
+    channel : str
+        The channel whose spend was changed.
+    start, end : int
+        The test's periods, ``start <= t < end``, as indices of the data the model is fitted to.
+    spend_change : float
+        The change of the channel's spend (and media) in those periods, a fraction (0.2: +20%;
+        -1: switched off).
+    lift : float
+        The measured incremental target over the test's periods and ``post_periods`` after
+        them, in target units (negative for a cut).
+    se : float
+        Standard error of ``lift``.
+    geos : tuple of str, optional
+        The geos where spend changed (a geo test); ``None``: everywhere (a national test).
+    post_periods : int
+        Periods after the test that the measurement still counts (carry-over).
+    """
+
+    channel: str
+    start: int
+    end: int
+    spend_change: float
+    lift: float
+    se: float
+    geos: tuple[str, ...] | None = None
+    post_periods: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.start, int) and isinstance(self.end, int)) or not 0 <= self.start < self.end:
+            raise ValueError(f"lift test on {self.channel!r}: need 0 <= start < end, got start={self.start}, end={self.end}")
+        if not np.isfinite(self.spend_change) or self.spend_change <= -1.0 - 1e-12 or self.spend_change == 0.0:
+            raise ValueError(f"lift test on {self.channel!r}: spend_change must be a non-zero fraction >= -1, "
+                             f"got {self.spend_change}")
+        if not (np.isfinite(self.se) and self.se > 0):
+            raise ValueError(f"lift test on {self.channel!r}: se must be a positive number, got {self.se}")
+        if not np.isfinite(self.lift):
+            raise ValueError(f"lift test on {self.channel!r}: lift must be finite, got {self.lift}")
+        if self.post_periods < 0:
+            raise ValueError(f"lift test on {self.channel!r}: post_periods must be >= 0, got {self.post_periods}")
+        if self.geos is not None:
+            object.__setattr__(self, "geos", tuple(str(g) for g in self.geos))
+            if not self.geos:
+                raise ValueError(f"lift test on {self.channel!r}: geos must name at least one geo (None: national)")
+
+
+def _geo_mask(test: LiftTest, geos: Sequence[str]) -> np.ndarray:
+    if test.geos is None or not geos:
+        return np.ones(max(len(geos), 1))
+    unknown = sorted(set(test.geos) - set(geos))
+    if unknown:
+        raise ValueError(f"lift test on {test.channel!r}: unknown geos {unknown}; the data's geos are {list(geos)}")
+    return np.array([g in test.geos for g in geos], dtype=np.float64)
+
+
+def lift_arrays(tests: Sequence[LiftTest], channels: Sequence[str], n_periods: int, geos: Sequence[str] = ()
+                ) -> dict[str, np.ndarray]:
+    """The tests as arrays for the model, checked against the data they are fitted with.
+
+    Returns
+    -------
+    dict
+        ``channel`` (K,) channel indices; ``multiplier`` (T, K, G) media multipliers (1 outside a
+        test's periods and geos); ``window`` (T, K) 1 on the periods a test measures; ``geo_mask``
+        (K, G); ``lift`` and ``se`` (K,). ``G`` is 1 for national data.
+    """
+    if not tests:
+        raise ValueError("lift_tests: give at least one LiftTest (or None)")
+    G = max(len(geos), 1)
+    K = len(tests)
+    out = {"channel": np.zeros(K, dtype=np.int64), "multiplier": np.ones((n_periods, K, G)),
+           "window": np.zeros((n_periods, K)), "geo_mask": np.zeros((K, G)), "lift": np.zeros(K), "se": np.zeros(K)}
+    for k, test in enumerate(tests):
+        if not isinstance(test, LiftTest):
+            raise ValueError(f"lift_tests[{k}] is a {type(test).__name__}, not a LiftTest")
+        if test.channel not in channels:
+            raise ValueError(f"lift test {k}: unknown channel {test.channel!r}; the model's channels are {list(channels)}")
+        if test.end > n_periods:
+            raise ValueError(f"lift test {k} on {test.channel!r}: ends at period {test.end}, after the data's "
+                             f"{n_periods} periods")
+        mask = _geo_mask(test, geos)
+        out["channel"][k] = list(channels).index(test.channel)
+        out["multiplier"][test.start:test.end, k, :] = 1.0 + test.spend_change * mask[None, :]
+        out["window"][test.start:min(test.end + test.post_periods, n_periods), k] = 1.0
+        out["geo_mask"][k] = mask
+        out["lift"][k], out["se"][k] = test.lift, test.se
+    return out
+
+
+def true_lift(world: SimulatedWorld, channel: str, start: int, end: int, spend_change: float,
+              geos: Sequence[str] | None = None, post_periods: int = 0) -> float:
+    """The world's true incremental target of a test (no measurement noise)."""
+    test = LiftTest(channel, start, end, spend_change, lift=0.0, se=1.0, geos=tuple(geos) if geos else None,
+                    post_periods=post_periods)
+    data = world.data
+    arr = lift_arrays([test], data.channels, data.n_times, data.geos)
+    multiplier = np.ones((data.n_times, len(data.channels), max(len(data.geos), 1)))
+    multiplier[:, arr["channel"][0], :] = arr["multiplier"][:, 0, :]
+    base = true_contributions(world)[:, arr["channel"][0], :]
+    changed = true_contributions(world, multiplier)[:, arr["channel"][0], :]
+    return float(((changed - base) * arr["window"][:, :1] * arr["geo_mask"][0][None, :]).sum())
+
+
+def simulate_lift_test(world: SimulatedWorld, channel: str, start: int, periods: int, spend_change: float,
+                       relative_se: float, seed: int, geos: Sequence[str] | None = None,
+                       post_periods: int = 0) -> LiftTest:
+    """A test run in a simulated world: the true lift plus Gaussian noise whose sd is
+    ``relative_se`` of the true lift's size; the test reports that sd as its standard error."""
+    if not relative_se > 0:
+        raise ValueError(f"relative_se must be positive, got {relative_se}")
+    truth = true_lift(world, channel, start, start + periods, spend_change, geos, post_periods)
+    se = relative_se * abs(truth)
+    if se == 0:
+        raise ValueError(f"the test on {channel!r} has no true effect to measure (zero lift)")
+    measured = truth + se * np.random.default_rng(seed).normal()
+    return LiftTest(channel, start, start + periods, spend_change, float(measured), float(se),
+                    tuple(geos) if geos else None, post_periods)
