@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(its median is the ROI that gives media 30%% of the target); MU,SIGMA sets it")
     f.add_argument("--revenue-per-kpi", type=float, default=1.0,
                    help="revenue per unit of target when the target is not revenue (ROI is then in revenue per spend)")
+    f.add_argument("--lift-tests", type=Path, default=None, metavar="TESTS.csv",
+                   help="experiments to calibrate with: channel,start,end,spend_change,lift,se[,post_periods,geos]")
     f.add_argument("--inference", default="nuts", choices=("nuts", "svi"))
     f.add_argument("--warmup", type=int, default=1000, help="NUTS warm-up per chain")
     f.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (SVI: draws per chain of the guide)")
@@ -103,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         target=args.target, controls=_names(args.controls), geo=args.geo, channels=channels)
         if args.geo and args.prior == "roi":
             raise ValueError("--prior roi is implemented for national data only; use --prior cost for a geo panel")
+        lift_tests = None
+        if args.lift_tests is not None:
+            from mmmlib.bayes.lift import lift_arrays, load_lift_tests
+
+            lift_tests = load_lift_tests(args.lift_tests, data.dates)
+            lift_arrays(lift_tests, data.channels, data.n_times, data.geos)  # channels and geos exist
         mmm = BayesianMMM(model=args.model, media_prior=args.prior, roi_prior=args.roi_prior,
                           revenue_per_kpi=args.revenue_per_kpi)
     except (ValueError, OSError) as err:
@@ -115,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         mmm.fit(
             data, inference=args.inference, num_warmup=args.warmup, num_samples=args.draws, chains=args.chains,
-            svi_steps=args.svi_steps, seed=args.seed, progress=sys.stderr.isatty(),
+            svi_steps=args.svi_steps, seed=args.seed, progress=sys.stderr.isatty(), lift_tests=lift_tests,
         )
         files = write_report(mmm, args.out, source=args.csv.name, force=args.force)
         for warning in prior_warnings(mmm):

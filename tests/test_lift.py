@@ -85,3 +85,35 @@ def test_accurate_tests_pin_what_they_measure(world):
         with_test, without = tested.predict_lift(t), plain.predict_lift(t)
         assert np.median(with_test) == pytest.approx(t.lift, abs=3 * t.se), t.channel
         assert np.std(with_test) < 0.5 * np.std(without), t.channel
+
+
+def test_lift_tests_are_read_from_a_csv_and_used_by_the_command(tmp_path, capsys):
+    from pathlib import Path
+
+    from mmmlib.bayes.lift import load_lift_tests
+    from mmmlib.cli import main
+    from mmmlib.data import load_csv
+
+    data_csv = Path(__file__).resolve().parents[1] / "data" / "example_easy_world.csv"
+    cols = dict(date="date", media=[f"media_{c}" for c in ("tv", "search", "social", "display")],
+                spend=[f"spend_{c}" for c in ("tv", "search", "social", "display")], target="sales",
+                controls=["control_0"], channels=["tv", "search", "social", "display"])
+    data = load_csv(data_csv, **cols)
+    d = data.dates
+    (tmp_path / "tests.csv").write_text(
+        "channel,start,end,spend_change,lift,se,post_periods\n"
+        f"tv,{d[40].date()},{d[43].date()},0.2,150.0,30.0,4\n"
+        f"search,{d[60].date()},{d[61].date()},-1,-300,40,\n")
+    tests = load_lift_tests(tmp_path / "tests.csv", d)
+    assert tests[0] == LiftTest("tv", 40, 44, 0.2, 150.0, 30.0, None, 4)
+    assert tests[1].start == 60 and tests[1].end == 62 and tests[1].post_periods == 0
+    (tmp_path / "bad.csv").write_text(f"channel,start,end,spend_change,lift,se\ntv,{d[1].date()},2031-01-01,0.2,1,1\n")
+    with pytest.raises(ValueError, match=r"bad.csv, row 0 \(line 2\): end date 2031-01-01 is not one of the data"):
+        load_lift_tests(tmp_path / "bad.csv", d)
+    args = ["fit", str(data_csv), "--date", "date", "--media", *cols["media"], "--spend", *cols["spend"],
+            "--target", "sales", "--controls", "control_0", "--inference", "svi", "--svi-steps", "100",
+            "--draws", "20", "--chains", "1"]
+    assert main([*args, "--lift-tests", str(tmp_path / "tests.csv"), "--out", str(tmp_path / "r")]) == 0
+    (tmp_path / "radio.csv").write_text(f"channel,start,end,spend_change,lift,se\nradio,{d[1].date()},{d[2].date()},0.2,1,1\n")
+    assert main([*args, "--lift-tests", str(tmp_path / "radio.csv"), "--out", str(tmp_path / "r2")]) == 2
+    assert "unknown channel 'radio'" in capsys.readouterr().err and not (tmp_path / "r2").exists()

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mmmlib.worlds.media import SimulatedWorld, true_contributions
 
-__all__ = ["LiftTest", "lift_arrays", "simulate_lift_test", "true_lift"]
+__all__ = ["LiftTest", "lift_arrays", "load_lift_tests", "simulate_lift_test", "true_lift"]
 
 
 @dataclass(frozen=True)
@@ -151,3 +153,48 @@ def simulate_lift_test(world: SimulatedWorld, channel: str, start: int, periods:
     measured = truth + se * np.random.default_rng(seed).normal()
     return LiftTest(channel, start, start + periods, spend_change, float(measured), float(se),
                     tuple(geos) if geos else None, post_periods)
+
+
+LIFT_COLUMNS = ("channel", "start", "end", "spend_change", "lift", "se")
+
+
+def load_lift_tests(path: str | Path, dates: Sequence) -> list[LiftTest]:
+    """Read lift tests from a CSV, one row per test, against the data's periods.
+
+    Columns ``channel``, ``start`` and ``end`` (the first and last date of the test, inclusive,
+    both among ``dates``), ``spend_change`` (a fraction: 0.2 for +20%), ``lift`` (incremental
+    target over the test and its post periods) and ``se``; optionally ``post_periods`` and
+    ``geos`` (geo names separated by ``;``, empty for a national test). Every error names the
+    file and the row.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"channel": str, "geos": str})
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path.name}: cannot read the lift tests ({err})") from None
+    missing = [c for c in LIFT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing columns {missing}; a lift-test file has {list(LIFT_COLUMNS)}")
+    index = {pd.Timestamp(d): i for i, d in enumerate(pd.DatetimeIndex(dates))}
+    tests = []
+    for i, row in df.iterrows():
+        where = f"{path.name}, row {i} (line {i + 2})"
+        try:
+            start, end = pd.Timestamp(row["start"]), pd.Timestamp(row["end"])
+        except (ValueError, TypeError):
+            raise ValueError(f"{where}: start and end must be dates, got {row['start']!r} and {row['end']!r}") from None
+        for name, d in (("start", start), ("end", end)):
+            if d not in index:
+                raise ValueError(f"{where}: {name} date {d.date()} is not one of the data's periods")
+        geos = row.get("geos")
+        geos = tuple(g.strip() for g in str(geos).split(";") if g.strip()) if isinstance(geos, str) else None
+        post = row.get("post_periods", 0)
+        try:
+            tests.append(LiftTest(str(row["channel"]), index[start], index[end] + 1, float(row["spend_change"]),
+                                  float(row["lift"]), float(row["se"]), geos or None,
+                                  0 if pd.isna(post) else int(post)))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where}: {err}") from None
+    if not tests:
+        raise ValueError(f"{path.name}: no lift tests in the file")
+    return tests
