@@ -13,7 +13,6 @@ NUTS in under two, on 2 CPU cores. Recorded, not asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,8 +34,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cli.json")
     args = ap.parse_args()
+<<<<<<< HEAD
     from mmmlib.book.results import versions
     from mmmlib.files import atomic_write_text
+=======
+    from _record import record
+
+>>>>>>> main
     from mmmlib.runtime import setup
 
     hardware = setup(0).hardware
@@ -55,15 +59,11 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     limit = {"svi": 60.0, "nuts": 120.0}
-    out = {
+    record(args.out, {
         "runs": rows,
         "targets": {f"{r['data']}, {r['inference']}: <= {limit[r['inference']]:.0f} s":
                     r["exit_code"] == 0 and r["seconds"] <= limit[r["inference"]] for r in rows},
-        "hardware": hardware,
-        "versions": versions(),
-    }
-    atomic_write_text(Path(args.out), json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["targets"], indent=2))
+    }, hardware)
 
 
 if __name__ == "__main__":

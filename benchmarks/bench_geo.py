@@ -15,11 +15,9 @@ weeks fits and reports without running out of memory. Recorded, not asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import time
-from pathlib import Path
 
 CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos": 50, "n_weeks": 208})
 
@@ -50,8 +48,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/geo.json")
     args = ap.parse_args()
+<<<<<<< HEAD
     from mmmlib.book.results import versions
     from mmmlib.files import atomic_write_text
+=======
+    from _record import record
+
+>>>>>>> main
     from mmmlib.runtime import setup
 
     hardware = setup(0).hardware
@@ -66,18 +69,14 @@ def main() -> None:
         print(row, flush=True)
         rows.append(row)
     small = rows[0]
-    out = {
+    record(args.out, {
         "cases": rows,
         "targets": {
             "8 geos x 156 weeks: fit <= 30 s": small.get("fit_s", float("inf")) <= 30,
             "8 geos x 156 weeks: peak <= 2048 MB": small.get("peak_rss_mb", float("inf")) <= 2048,
             "50 geos x 208 weeks: fits and reports": "error" not in rows[-1],
         },
-        "hardware": hardware,
-        "versions": versions(),
-    }
-    atomic_write_text(Path(args.out), json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["targets"], indent=2))
+    }, hardware)
 
 
 if __name__ == "__main__":
