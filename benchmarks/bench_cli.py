@@ -34,13 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cli.json")
     args = ap.parse_args()
-<<<<<<< HEAD
-    from mmmlib.book.results import versions
-    from mmmlib.files import atomic_write_text
-=======
     from _record import record
 
->>>>>>> main
     from mmmlib.runtime import setup
 
     hardware = setup(0).hardware

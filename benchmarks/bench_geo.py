@@ -3,7 +3,7 @@
     python benchmarks/bench_geo.py [--out benchmarks/results/geo.json]
 
 Each case runs in a fresh process (so its peak resident memory is its own): simulate a panel
-(Chapter 0's easy world with ``n_geos`` geos), fit :class:`~mmmlib.bayes.model.BayesianMMM`
+(Chapter 0's easy world with ``n_geos`` geos), fit :class:`~mmmlib.models.bayes.BayesianMMM`
 with the cost prior by SVI at its defaults (3000 steps, 2000 guide draws), then compute what a
 report reads: national ROI and shares, per-geo ROI and the contributions table.
 
@@ -23,9 +23,9 @@ CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos
 
 
 def _case(n_geos: int, n_weeks: int) -> dict:
-    from mmmlib.bayes.model import BayesianMMM
+    from mmmlib.models.bayes import BayesianMMM
     from mmmlib.runtime import setup
-    from mmmlib.worlds import easy_world
+    from mmmlib.simulate import easy_world
 
     setup(0)
     data = easy_world(seed=0, n_weeks=n_weeks, n_geos=n_geos).data
@@ -48,13 +48,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/geo.json")
     args = ap.parse_args()
-<<<<<<< HEAD
-    from mmmlib.book.results import versions
-    from mmmlib.files import atomic_write_text
-=======
     from _record import record
 
->>>>>>> main
     from mmmlib.runtime import setup
 
     hardware = setup(0).hardware
