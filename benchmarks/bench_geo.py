@@ -23,9 +23,9 @@ CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos
 
 
 def _case(n_geos: int, n_weeks: int) -> dict:
-    from mmmlib.models.bayes import BayesianMMM
+    from mmmlib.bayes.model import BayesianMMM
     from mmmlib.runtime import setup
-    from mmmlib.simulate import easy_world
+    from mmmlib.worlds import easy_world
 
     setup(0)
     data = easy_world(seed=0, n_weeks=n_weeks, n_geos=n_geos).data
