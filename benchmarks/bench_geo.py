@@ -3,7 +3,7 @@
     python benchmarks/bench_geo.py [--out benchmarks/results/geo.json]
 
 Each case runs in a fresh process (so its peak resident memory is its own): simulate a panel
-(Chapter 0's easy world with ``n_geos`` geos), fit :class:`~mmmlib.models.bayes.BayesianMMM`
+(Chapter 0's easy world with ``n_geos`` geos), fit :class:`~mmmlib.bayes.model.BayesianMMM`
 with the cost prior by SVI at its defaults (3000 steps, 2000 guide draws), then compute what a
 report reads: national ROI and shares, per-geo ROI and the contributions table.
 
