@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
 from dataclasses import replace
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from mmmlib.book.results import versions
+from mmmlib.book.results import peak_rss_mb, versions
 from mmmlib.files import atomic_write_text
 from mmmlib.runtime import setup
 from mmmlib.tvc.diffusion import TVCDiffusion
@@ -76,7 +75,7 @@ def main() -> None:
         "ddim50_100paths_no_projection_s": ddim[False],
         "ddpm_per_path_s": ddpm,
         "kalman_per_series_s": smooth,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "targets": {"ddim50_100paths_s": "<= 10", "training_estimate_s": "<= 900 at the full profile"},
         "hardware": runtime.hardware,
         "versions": versions(),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import time
 
 CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos": 50, "n_weeks": 208})
@@ -24,6 +23,7 @@ CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos
 
 def _case(n_geos: int, n_weeks: int) -> dict:
     from mmmlib.bayes.model import BayesianMMM
+    from mmmlib.book.results import peak_rss_mb
     from mmmlib.runtime import setup
     from mmmlib.worlds import easy_world
 
@@ -35,7 +35,7 @@ def _case(n_geos: int, n_weeks: int) -> dict:
     t0 = time.perf_counter()
     mmm.roi(), mmm.contribution_share(), mmm.roi(by_geo=True), mmm.contributions()
     report_s = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     return {"geos": n_geos, "weeks": n_weeks, "channels": len(data.channels), "draws": mmm.diagnostics().num_draws,
             "fit_s": round(fit_s, 1), "roi_and_contributions_s": round(report_s, 2), "peak_rss_mb": round(peak_mb)}
 
