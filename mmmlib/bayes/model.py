@@ -43,7 +43,7 @@ import pandas as pd
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from pyro.infer import MCMC, NUTS, SVI, JitTrace_ELBO, Trace_ELBO
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import biject_to
@@ -67,6 +67,8 @@ NUTS_INIT_VI_STEPS = 1000
 #: A channel whose posterior sd of log ROI is above this fraction of its prior sd learned little
 #: from the data: its ROI is mostly the prior's (see :meth:`BayesianMMM.roi_contraction`).
 PRIOR_DOMINATED_SD_RATIO = 0.75
+#: Pyro SVI (geo panels, lift tests) with a JIT-traced ELBO (see ``benchmarks/bench_geo.py``).
+SVI_JIT = True
 TRANSFORM_SITES = {
     "adstock": ("lag_weight", "exponent"),
     "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
@@ -696,7 +698,10 @@ class BayesianMMM:
         guide_cls = AutoLowRankMultivariateNormal if geo else AutoMultivariateNormal
         guide = guide_cls(self._model, init_loc_fn=init_to_median(num_samples=15))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(steps, 1)), "clip_norm": 10.0})
-        svi = SVI(self._model, guide, optim, Trace_ELBO())
+        # The JIT-traced ELBO runs the same program as one compiled graph: the model's Python (plates,
+        # transforms, sites) is traced once instead of replayed at each step.
+        elbo = JitTrace_ELBO(ignore_jit_warnings=True) if SVI_JIT else Trace_ELBO()
+        svi = SVI(self._model, guide, optim, elbo)
         losses = []
         iterator = range(steps)
         if progress:
