@@ -458,3 +458,35 @@ def test_jit_traced_svi_computes_the_same_elbo_as_the_plain_one():
             pyro.set_rng_seed(seed)
             values.append(elbo.loss(m._model, guide, *args, target=prep.target))
         assert values[1] == pytest.approx(values[0], rel=1e-9)
+
+
+@pytest.mark.parametrize(("inference", "backend"), [("svi", "numpy"), ("svi", "pyro"), ("nuts", "numpy")])
+def test_a_channel_can_have_its_own_roi_prior(inference, backend):
+    """A tight prior on one channel's ROI (as from an experiment) holds that channel there and leaves
+    the others on the shared prior."""
+    w = easy_world(seed=1, n_weeks=40)
+    kw = dict(num_warmup=150, num_samples=150, chains=1) if inference == "nuts" else dict(svi_steps=600, num_samples=300)
+    m = BayesianMMM(media_prior="roi", roi_prior=(0.0, 1.0), roi_prior_by_channel={"search": (np.log(7.0), 0.02)})
+    m.fit(w.data, inference=inference, backend=backend, seed=0, **kw)
+    assert list(m.roi_prior_mu_) == [0.0, np.log(7.0), 0.0, 0.0]
+    assert list(m.roi_prior_sigma_) == [1.0, 0.02, 1.0, 1.0]
+    roi = m.roi()["median"]
+    assert roi["search"] == pytest.approx(7.0, rel=0.1)
+    assert not roi.drop("search").between(6.3, 7.7).all()
+    assert m.roi_contraction().loc["search", "prior_sd"] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(roi_prior_by_channel={"tv": (0.0, 0.0)}), r"roi_prior_by_channel\['tv'\]"),
+    (dict(roi_prior_by_channel={"tv": (float("nan"), 1.0)}), r"roi_prior_by_channel\['tv'\]"),
+    (dict(media_prior="cost", roi_prior_by_channel={"tv": (0.0, 1.0)}), "needs media_prior='roi'"),
+])
+def test_bad_channel_roi_priors_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BayesianMMM(**{"media_prior": "roi", **kwargs})
+
+
+def test_a_channel_roi_prior_must_name_a_channel_of_the_data():
+    w = easy_world(seed=1, n_weeks=30)
+    with pytest.raises(ValueError, match=r"not in the data: \['radio'\]"):
+        BayesianMMM(media_prior="roi", roi_prior_by_channel={"radio": (0.0, 1.0)}).fit(w.data, inference="svi", svi_steps=5)

@@ -19,8 +19,11 @@ def world():
 
 
 def _density(world, model, prior, coordinates="native"):
-    """The density on the unit trend index (the raw index is a change of variables, tested below)."""
-    mmm = BayesianMMM(model, media_prior=prior, trend_index="unit")
+    """The density on the unit trend index (the raw index is a change of variables, tested below).
+    ``roi_by_channel``: the ROI prior with its own prior on two channels."""
+    own = {"tv": (1.0, 0.1), "display": (-0.5, 0.3)} if prior == "roi_by_channel" else None
+    prior = "roi" if own else prior
+    mmm = BayesianMMM(model, media_prior=prior, trend_index="unit", roi_prior_by_channel=own)
     return mmm, mmm.density(world.data, coordinates="roi" if prior == "roi" else coordinates)
 
 
@@ -41,7 +44,7 @@ def test_gradient_matches_finite_differences(world, model, prior, coordinates, s
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("prior", ["cost", "roi"])
+@pytest.mark.parametrize("prior", ["cost", "roi", "roi_by_channel"])
 def test_log_density_is_the_pyro_models(world, model, prior):
     """Pyro's potential (with its own unconstraining transforms) and ours differ by a constant."""
     mmm, d = _density(world, model, prior)

@@ -6,7 +6,14 @@ import numpy as np
 import pyro
 import pytest
 
-from mmmlib.bayes.lift import LiftTest, lift_arrays, simulate_lift_test, true_lift
+from mmmlib.bayes.lift import (
+    LiftTest,
+    added_spend,
+    lift_arrays,
+    lift_roi_prior,
+    simulate_lift_test,
+    true_lift,
+)
 from mmmlib.bayes.model import BayesianMMM
 from mmmlib.runtime import setup
 from mmmlib.worlds import easy_world
@@ -117,3 +124,23 @@ def test_lift_tests_are_read_from_a_csv_and_used_by_the_command(tmp_path, capsys
     (tmp_path / "radio.csv").write_text(f"channel,start,end,spend_change,lift,se\nradio,{d[1].date()},{d[2].date()},0.2,1,1\n")
     assert main([*args, "--lift-tests", str(tmp_path / "radio.csv"), "--out", str(tmp_path / "r2")]) == 2
     assert "unknown channel 'radio'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_a_test_becomes_a_lognormal_roi_prior_with_its_return_and_standard_error(world):
+    data = world.data
+    c = list(data.channels).index("tv")
+    spend = data.spend_array()[20:24, c].sum()
+    test = LiftTest("tv", 20, 24, 0.2, lift=3.0 * 0.2 * spend, se=0.6 * 0.2 * spend)  # return 3, se 0.6
+    assert added_spend(test, data) == pytest.approx(0.2 * spend)
+    mu, sigma = lift_roi_prior(test, data)
+    mean = np.exp(mu + sigma**2 / 2)
+    sd = mean * np.sqrt(np.expm1(sigma**2))
+    assert mean == pytest.approx(3.0) and sd == pytest.approx(0.6)
+    assert lift_roi_prior(test, data, revenue_per_kpi=2.0)[0] == pytest.approx(mu + np.log(2.0))
+    dark = LiftTest("tv", 20, 24, -1.0, lift=-1.5 * spend, se=0.1 * spend)  # switched off: return 1.5
+    assert np.exp(sum(lift_roi_prior(dark, data) * np.array([1.0, 0.0])) + lift_roi_prior(dark, data)[1] ** 2 / 2) \
+        == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="opposite sign"):
+        lift_roi_prior(LiftTest("tv", 20, 24, 0.2, lift=-1.0, se=1.0), data)
+    with pytest.raises(ValueError, match="not a channel of the data"):
+        lift_roi_prior(LiftTest("radio", 20, 24, 0.2, lift=1.0, se=1.0), data)

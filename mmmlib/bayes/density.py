@@ -145,8 +145,8 @@ class NationalDensity:
     roi_units : numpy.ndarray, shape (C,), optional
         Total spend over the mean target, :math:`\text{spend}_m / \bar y`: turns an ROI into a
         total scaled contribution. Required for ``media_prior="roi"``.
-    roi_prior : tuple of float
-        :math:`(\mu, s)` of the LogNormal ROI prior.
+    roi_prior : tuple
+        :math:`(\mu, s)` of the LogNormal ROI prior, each a float or one per channel.
     coordinates : str
         ``roi`` (sample log ROI; the default), ``level`` (log ROI, and the window mean of the
         mean function instead of the log intercept) or ``native`` (sample log
@@ -200,8 +200,9 @@ class NationalDensity:
         self.coordinates = coordinates
         self._in_roi = coordinates != "native"  # log ROI is a coordinate
         self.roi_units = None if roi_units is None else np.asarray(roi_units, dtype=np.float64)
-        self.roi_prior = (float(roi_prior[0]), float(roi_prior[1]))
         T, C = self.x.shape
+        # per channel: (mu, sigma) of the LogNormal ROI prior, each a scalar or (C,)
+        self.roi_prior = tuple(np.broadcast_to(np.asarray(p, dtype=np.float64), (C,)).copy() for p in roi_prior[:2])
         self.T, self.C = T, C
         self.log_t = np.where(self.t > 0, np.log(np.where(self.t > 0, self.t, 1.0)), 0.0)
         if model == "carryover":  # lagged media (L, T, C), zero before the first period
@@ -281,8 +282,8 @@ class NationalDensity:
                 log_jac += [0.0 if site.name == "roi" else 1.0] * n
                 if site.name == "roi" and self.media_prior == "roi":  # normal on log ROI, no Jacobian
                     id_idx += idx
-                    id_mu += [self.roi_prior[0]] * n
-                    id_prec += [1.0 / self.roi_prior[1] ** 2] * n
+                    id_mu += list(self.roi_prior[0])
+                    id_prec += list(1.0 / self.roi_prior[1] ** 2)
             elif site.name in beta:
                 self._where[site.name] = ("logit", slice(len(logit_idx), len(logit_idx) + n))
                 logit_idx += idx
@@ -364,7 +365,7 @@ class NationalDensity:
             "ad_effect_retention_rate": 0.5,
             "peak_effect_delay": 2.0 * hn,
             "coef_media": self.cost * hn,
-            "roi": math.exp(self.roi_prior[0]),
+            "roi": np.exp(self.roi_prior[0]),
         }
         if self._in_roi and self.media_prior != "roi":  # the ROI of the median coefficient
             f, _, _ = self._media(self._constrain_one(self.unconstrain({**med, "roi": 1.0})))

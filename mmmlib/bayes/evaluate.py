@@ -85,7 +85,7 @@ def roi_table(mmm: BayesianMMM, truth: GroundTruth) -> pd.DataFrame:
     out["abs_pct_error"] = (out["median"] - out["true"]).abs() / out["true"]
     if mmm.media_prior == "roi":
         log_roi = np.log(mmm.samples_["roi"].numpy())
-        out["posterior_to_prior_sd"] = log_roi.std(axis=0) / mmm.roi_prior_[1]
+        out["posterior_to_prior_sd"] = log_roi.std(axis=0) / mmm.roi_prior_sigma_
     return out
 
 

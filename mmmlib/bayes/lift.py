@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmmlib.data import MediaDataset
 from mmmlib.worlds.media import SimulatedWorld, true_contributions
 
-__all__ = ["LiftTest", "lift_arrays", "load_lift_tests", "simulate_lift_test", "true_lift"]
+__all__ = ["LiftTest", "lift_arrays", "lift_roi_prior", "load_lift_tests", "simulate_lift_test", "added_spend", "true_lift"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,48 @@ def lift_arrays(tests: Sequence[LiftTest], channels: Sequence[str], n_periods: i
         out["geo_mask"][k] = mask
         out["lift"][k], out["se"][k] = test.lift, test.se
     return out
+
+
+def added_spend(test: LiftTest, data: MediaDataset) -> float:
+    """The spend a test added (or removed): ``spend_change`` times the channel's spend over the
+    test's periods (and geos), in the data's spend units."""
+    c = list(data.channels).index(test.channel) if test.channel in data.channels else None
+    if c is None:
+        raise ValueError(f"lift test on {test.channel!r}: not a channel of the data {list(data.channels)}")
+    spend = data.spend_array()[test.start:test.end, c]  # (P,) or (P, G)
+    if spend.ndim == 2:
+        spend = spend * _geo_mask(test, data.geos)[None, :]
+    return float(test.spend_change * spend.sum())
+
+
+def lift_roi_prior(test: LiftTest, data: MediaDataset, revenue_per_kpi: float = 1.0) -> tuple[float, float]:
+    r"""A test turned into a LogNormal prior on its channel's ROI (the prior-only way of using it).
+
+    The test's incremental ROI :math:`r = \text{lift} / \Delta\text{spend}` with standard error
+    :math:`s = \text{se} / |\Delta\text{spend}|` becomes the LogNormal with that mean and sd:
+    :math:`\sigma^2 = \log(1 + s^2 / r^2)`, :math:`\mu = \log r - \sigma^2 / 2`. This reads the
+    test's *incremental* return as the channel's *average* ROI: the two are equal only for a
+    channel without saturation, or for a test that switches the channel off (``spend_change=-1``)
+    over a typical window. Chapter 8 measures what that costs against the likelihood way
+    (``BayesianMMM.fit(lift_tests=...)``).
+
+    Returns
+    -------
+    tuple of float
+        ``(mu, sigma)``, for ``BayesianMMM(roi_prior_by_channel={channel: (mu, sigma)})``.
+    """
+    added = added_spend(test, data)
+    if added == 0:
+        raise ValueError(f"lift test on {test.channel!r}: the channel has no spend in periods "
+                         f"{test.start}..{test.end - 1}, so the test measures no return on spend")
+    r = revenue_per_kpi * test.lift / added
+    s = revenue_per_kpi * test.se / abs(added)
+    if not r > 0:
+        raise ValueError(f"lift test on {test.channel!r}: measured lift {test.lift:.4g} has the opposite sign to "
+                         f"its spend change ({test.spend_change:+g}); a negative return cannot centre a LogNormal "
+                         "ROI prior (use the test in the likelihood instead)")
+    sigma2 = float(np.log1p((s / r) ** 2))
+    return float(np.log(r) - sigma2 / 2), float(np.sqrt(sigma2))
 
 
 def true_lift(world: SimulatedWorld, channel: str, start: int, end: int, spend_change: float,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,10 @@ class BayesianMMM:
         Revenue per unit of target (default 1: the target is revenue). ROI is reported, and
         its prior placed, in revenue per unit of spend; contributions, predictions and response
         curves stay in target units.
+    roi_prior_by_channel : dict, optional
+        ``{channel: (mu, s)}``: a channel's own LogNormal ROI prior in place of ``roi_prior``
+        (for example one built from an experiment, :func:`~mmmlib.bayes.lift.lift_roi_prior`).
+        The resolved per-channel parameters are ``roi_prior_mu_`` and ``roi_prior_sigma_``.
 
     Examples
     --------
@@ -249,6 +254,7 @@ class BayesianMMM:
         trend_index: str | None = None,
         roi_prior: tuple[float, float] | str = (0.2, 0.9),
         revenue_per_kpi: float = 1.0,
+        roi_prior_by_channel: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -259,6 +265,13 @@ class BayesianMMM:
                 raise ValueError(f"roi_prior must be (mu, sigma) or 'data', got {roi_prior!r}")
         elif len(roi_prior) != 2 or not roi_prior[1] > 0 or not all(map(math.isfinite, roi_prior)):
             raise ValueError(f"roi_prior must be (mu, sigma) with finite mu and sigma > 0, got {roi_prior!r}")
+        by_channel = {str(c): (float(p[0]), float(p[1])) for c, p in (roi_prior_by_channel or {}).items()}
+        for c, (mu, sd) in by_channel.items():
+            if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
+                raise ValueError(f"roi_prior_by_channel[{c!r}] must be (mu, sigma) with finite mu and sigma > 0, "
+                                 f"got {(mu, sd)}")
+        if by_channel and media_prior != "roi":
+            raise ValueError(f"roi_prior_by_channel needs media_prior='roi', got {media_prior!r}")
         if not (math.isfinite(revenue_per_kpi) and revenue_per_kpi > 0):
             raise ValueError(f"revenue_per_kpi must be a positive number, got {revenue_per_kpi!r}")
         if seasonality_degrees < 0:
@@ -275,6 +288,7 @@ class BayesianMMM:
         self.media_prior = media_prior
         self.roi_prior = roi_prior if isinstance(roi_prior, str) else (float(roi_prior[0]), float(roi_prior[1]))
         self.revenue_per_kpi = float(revenue_per_kpi)
+        self.roi_prior_by_channel = by_channel
         self.samples_: dict[str, torch.Tensor] | None = None
         self.data_: MediaDataset | None = None
         self.diagnostics_: Diagnostics | None = None
@@ -309,6 +323,13 @@ class BayesianMMM:
         self.roi_units_ = total_cost / (float(np.sum(self.target_scale_)) * self.revenue_per_kpi)
         self.roi_prior_ = (data_roi_prior(data, revenue_per_kpi=self.revenue_per_kpi)
                            if self.roi_prior == "data" else self.roi_prior)
+        unknown = sorted(set(self.roi_prior_by_channel) - set(data.channels))
+        if unknown:
+            raise ValueError(f"roi_prior_by_channel names channels that are not in the data: {unknown}; "
+                             f"channels: {list(data.channels)}")
+        own = [self.roi_prior_by_channel.get(c, self.roi_prior_) for c in data.channels]
+        self.roi_prior_mu_ = np.array([p[0] for p in own])
+        self.roi_prior_sigma_ = np.array([p[1] for p in own])
 
     def _prepare(self, data: MediaDataset, offset: int = 0, with_target: bool = True) -> _Prepared:
         media = torch.as_tensor(data.media_array() / self.media_scale_)
@@ -336,7 +357,8 @@ class BayesianMMM:
         with pyro.plate("channels", C, dim=-1):
             params = {name: pyro.sample(name, d) for name, d in _transform_priors(self.model_name, C).items()}
             if self.media_prior == "roi":
-                roi = pyro.sample("roi", dist.LogNormal(*self.roi_prior_))
+                roi = pyro.sample("roi", dist.LogNormal(torch.as_tensor(self.roi_prior_mu_, dtype=media.dtype),
+                                                        torch.as_tensor(self.roi_prior_sigma_, dtype=media.dtype)))
             else:
                 coef_media = pyro.sample("coef_media", dist.HalfNormal(cost))
         expo_trend = pyro.sample("expo_trend", dist.Uniform(0.5, 1.5))
@@ -631,7 +653,7 @@ class BayesianMMM:
             self.cost_prior_,
             media_prior=self.media_prior,
             roi_units=self.roi_units_,
-            roi_prior=self.roi_prior_,
+            roi_prior=(self.roi_prior_mu_, self.roi_prior_sigma_),
             coordinates=coordinates,
             trend_base=base,
         )
@@ -708,8 +730,10 @@ class BayesianMMM:
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, desc="SVI")
-        for _ in iterator:
-            losses.append(svi.step(*args, target=target))
+        with warnings.catch_warnings():  # torch announces its tracer's successor at every trace
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=DeprecationWarning)
+            for _ in iterator:
+                losses.append(svi.step(*args, target=target))
         self.svi_losses_ = np.asarray(losses)
         with torch.no_grad():  # all draws at once: one batch from the Gaussian, then each site's bijection
             latent = guide.get_posterior().sample((n_draws,))
@@ -884,7 +908,7 @@ class BayesianMMM:
             log_post = np.log(self.revenue_per_kpi * contrib / total_spend[None, :])
         post_sd = np.array([np.std(col[np.isfinite(col)]) for col in log_post.T])
         if self.media_prior == "roi":
-            prior_sd = np.full(len(channels), self.roi_prior_[1])
+            prior_sd = self.roi_prior_sigma_.copy()
         else:
             with np.errstate(divide="ignore"):
                 log_prior = np.log(self.prior_roi_draws(n_prior, seed))

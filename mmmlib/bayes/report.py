@@ -247,6 +247,7 @@ def _write(mmm, stage: Path, source: str) -> None:
     data = mmm.data_
     prior_text = (f"LogNormal({mmm.roi_prior_[0]:.3g}, {mmm.roi_prior_[1]:.3g}) on each channel's ROI"
                   + (" (centred on the data's own units)" if mmm.roi_prior == "data" else "")
+                  + "".join(f"; LogNormal({mu:.3g}, {sd:.3g}) for {c}" for c, (mu, sd) in mmm.roi_prior_by_channel.items())
                   if mmm.media_prior == "roi" else f"the `{mmm.media_prior}` prior on the media coefficients")
     units = "revenue" if mmm.revenue_per_kpi != 1.0 else f"`{data.target}`"
     lines = [
