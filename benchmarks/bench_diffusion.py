@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from mmmlib.book.results import peak_rss_mb, versions
+from mmmlib.book.results import versions
 from mmmlib.files import atomic_write_text
-from mmmlib.runtime import setup
+from mmmlib.runtime import peak_rss_mb, setup
 from mmmlib.tvc.diffusion import TVCDiffusion
 from mmmlib.tvc.experiment import DiffusionSettings, make_worlds
 from mmmlib.tvc.statespace import KalmanTVC

@@ -23,8 +23,7 @@ CASES = ({"n_geos": 8, "n_weeks": 156}, {"n_geos": 20, "n_weeks": 156}, {"n_geos
 
 def _case(n_geos: int, n_weeks: int) -> dict:
     from mmmlib.bayes.model import BayesianMMM
-    from mmmlib.book.results import peak_rss_mb
-    from mmmlib.runtime import setup
+    from mmmlib.runtime import peak_rss_mb, setup
     from mmmlib.worlds import easy_world
 
     setup(0)

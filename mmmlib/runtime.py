@@ -151,3 +151,15 @@ def hardware_summary(threads: int, device: torch.device | str = "cpu") -> dict[s
         "gpu": gpu,
         "platform": platform.platform(terse=True),
     }
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory so far of this process and of the largest child it has waited for
+    (e.g. parallel NUTS chains), in MB; ``None`` where the platform does not report it."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        return None
+    per_mb = 1024 * 1024 if platform.system() == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(peak / per_mb, 1) if peak else None

@@ -100,3 +100,15 @@ def test_one_place_checks_a_profile():
     for build in (check_profile, settings_for, DiffusionSettings.for_profile, TwinSettings.for_profile):
         with pytest.raises(ValueError, match="profile must be 'quick' or 'full', got 'medium'"):
             build("medium")
+
+
+def test_peak_memory_counts_what_the_process_allocated():
+    import numpy as np
+
+    from mmmlib.runtime import peak_rss_mb
+
+    before = peak_rss_mb()
+    block = np.ones(300 * 1024 * 1024 // 8)  # 300 MB, touched
+    after = peak_rss_mb()
+    del block
+    assert after >= before and after > 300

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mmmlib.files import atomic_write_text
-from mmmlib.runtime import Runtime, check_profile, setup
+from mmmlib.runtime import Runtime, check_profile, peak_rss_mb, setup
 
 __all__ = [
     "KEY_PATTERN",
@@ -103,18 +103,6 @@ def _git(*args: str) -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident memory so far of this process and of the largest child it has waited for
-    (e.g. parallel NUTS chains), in MB; ``None`` where the platform does not report it."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Linux or macOS
-        return None
-    per_mb = 1024 * 1024 if platform.system() == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return round(peak / per_mb, 1) if peak else None
 
 
 def versions() -> dict[str, str]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import sys
 import time
 import warnings
@@ -49,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from mmmlib.metrics import coverage, mae, mape
+from mmmlib.runtime import peak_rss_mb
 from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world
 
 __all__ = [
@@ -394,11 +394,6 @@ def score(fit: MethodFit, world: SuiteWorld, bounds_pct: float = 0.3) -> dict[st
     }
 
 
-def _peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
-
-
 def run_task(task: Task) -> dict[str, Any]:
     """Run one task in this process: seed everything, one thread, build the world, fit, score.
 
@@ -420,7 +415,7 @@ def run_task(task: Task) -> dict[str, Any]:
     except Exception as err:  # name the task: a sweep runs hundreds
         raise RuntimeError(f"scoreboard task {task} failed: {type(err).__name__}: {err}") from err
     return {"world": task.world, "seed": task.seed, "method": task.method, **scores,
-            "seconds": fit.seconds, "peak_rss_mb": _peak_rss_mb(), "dropped_draws": fit.dropped_draws}
+            "seconds": fit.seconds, "peak_rss_mb": peak_rss_mb(), "dropped_draws": fit.dropped_draws}
 
 
 # ------------------------------------------------------------------ executors
