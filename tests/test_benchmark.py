@@ -102,7 +102,7 @@ def test_score_penalises_a_wrong_budget():
 
 def test_tasks_and_applicability():
     tasks = bm.make_tasks(bm.SWEEPS["full"])
-    assert len(tasks) == 4 * 5 * 4 + 5  # four weekly methods everywhere, the funnel model once
+    assert len(tasks) == 4 * 5 * 4 + 5 + 2 * 5  # four weekly methods everywhere, the funnel model once, lift tests on two
     assert not bm.applies("funnel", "easy") and bm.applies("funnel", "funnel")
     with pytest.raises(ValueError, match="method must be one of"):
         bm.applies("prophet", "easy")

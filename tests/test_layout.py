@@ -8,12 +8,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mmmlib"
 FOUNDATIONS = {"data", "transforms", "metrics", "optimize", "runtime", "plots", "files", "inference"}
-SYSTEMS = {"worlds", "bayes", "funnel", "deepcausal", "twins", "tvc", "scoreboard"}
+SYSTEMS = {"worlds", "bayes", "funnel", "deepcausal", "twins", "tvc", "scoreboard", "lift"}
 # the other systems a system may use (besides foundations and itself), and why
 USES = {
     "bayes": {"worlds"},  # Chapter 1 fits Chapter 0's worlds
     "deepcausal": {"bayes"},  # Chapter 3 sets Chapter 1's model beside its own
     "scoreboard": {"worlds", "bayes", "deepcausal", "funnel"},  # Chapter 6 races them
+    "lift": {"bayes", "scoreboard"},  # Chapter 8 calibrates Chapter 1's model on Chapter 6's worlds
 }
 
 
@@ -61,7 +62,7 @@ def test_each_chapter_imports_its_own_system():
     import json
 
     expected = {"00": "worlds", "01": "bayes", "02": "funnel", "03": "deepcausal", "04": "twins", "05": "tvc",
-                "06": "scoreboard", "07": "bayes", "90": "bayes"}
+                "06": "scoreboard", "07": "bayes", "08": "lift", "90": "bayes"}
     for nb in sorted((ROOT.parent / "chapters").glob("[0-9][0-9]_*.ipynb")):
         code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         assert f"mmmlib.{expected[nb.name[:2]]}" in code, nb.name

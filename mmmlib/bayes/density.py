@@ -60,6 +60,7 @@ autograd on this model (which is dominated by per-operation overhead at this siz
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -151,6 +152,10 @@ class NationalDensity:
         ``roi`` (sample log ROI; the default), ``level`` (log ROI, and the window mean of the
         mean function instead of the log intercept) or ``native`` (sample log
         ``coef_media``, as LightweightMMM does; ``cost``/``flat`` only). The posterior is the same.
+    lift : dict, optional
+        Lift tests (see :mod:`mmmlib.bayes.lift`): ``channel`` (K,) indices, ``multiplier`` and
+        ``window`` (T, K), ``lift`` and ``se`` (K,) in units of the scaled target. Each adds
+        :math:`\mathcal N(\text{lift}_k \mid \beta_c \sum_t w_{tk}[f(m_k x_c)_t - f(x_c)_t], \text{se}_k^2)`.
     trend_base : float
         :math:`b \ge 1`. The trend is sampled as its value :math:`\tau` on the index
         ``t_index`` (which the caller has divided by :math:`b`), and ``coef_trend`` is
@@ -174,6 +179,7 @@ class NationalDensity:
         roi_prior: tuple[float, float] = (0.2, 0.9),
         coordinates: str = "roi",
         trend_base: float = 1.0,
+        lift: dict[str, np.ndarray] | None = None,
     ) -> None:
         if model not in ("adstock", "hill_adstock", "carryover"):
             raise ValueError(f"model must be adstock, hill_adstock or carryover, got {model!r}")
@@ -186,8 +192,7 @@ class NationalDensity:
         if coordinates != "native" and roi_units is None:
             raise ValueError("ROI coordinates need roi_units (total spend over the mean target)")
         self.model = model
-        self.x = np.ascontiguousarray(media, dtype=np.float64)
-        self.x_rows = np.ascontiguousarray(self.x.T)
+        self._set_media(media)
         self.z_ctrl = np.asarray(controls, dtype=np.float64).reshape(len(self.x), -1)
         self.seasonal = np.asarray(seasonal, dtype=np.float64).reshape(len(self.x), -1)
         self.t = np.asarray(t_index, dtype=np.float64)
@@ -205,20 +210,7 @@ class NationalDensity:
         self.roi_prior = tuple(np.broadcast_to(np.asarray(p, dtype=np.float64), (C,)).copy() for p in roi_prior[:2])
         self.T, self.C = T, C
         self.log_t = np.where(self.t > 0, np.log(np.where(self.t > 0, self.t, 1.0)), 0.0)
-        if model == "carryover":  # lagged media (L, T, C), zero before the first period
-            L = CARRYOVER_LAGS
-            padded = np.concatenate([np.zeros((L - 1, C)), self.x])
-            self.x_lag = np.stack([padded[L - 1 - lag : L - 1 - lag + T] for lag in range(L)])
-            self.lags = np.arange(L, dtype=np.float64)[:, None]
-        # Where the transformed media is positive, for every parameter value in the open
-        # support (media >= 0): from a channel's first spend on for adstock, within the
-        # window of the last spend for carryover.
-        if model == "carryover":
-            on = self.x_lag.sum(axis=0) > 0
-        else:
-            on = np.maximum.accumulate(self.x > 0, axis=0)
-        self._off = (~on).astype(np.float64)
-        self._log_on = np.where(on, 0.0, -np.inf)
+        self._lift = self._lift_terms(lift)
         transform_sites = {
             "adstock": ("lag_weight", "exponent"),
             "hill_adstock": ("lag_weight", "half_max_effective_concentration", "slope"),
@@ -245,6 +237,39 @@ class NationalDensity:
         self._design = np.ascontiguousarray(np.concatenate([self.seasonal, self.z_ctrl], axis=1))
         self._design_mean = self._design.mean(axis=0)
         self._t_pos = (self.t > 0).astype(np.float64)
+
+    def _set_media(self, media: np.ndarray) -> None:
+        """Media ``(T, C)`` and what the transforms precompute from it."""
+        self.x = np.ascontiguousarray(media, dtype=np.float64)
+        self.x_rows = np.ascontiguousarray(self.x.T)
+        T, C = self.x.shape
+        if self.model == "carryover":  # lagged media (L, T, C), zero before the first period
+            L = CARRYOVER_LAGS
+            padded = np.concatenate([np.zeros((L - 1, C)), self.x])
+            self.x_lag = np.stack([padded[L - 1 - lag : L - 1 - lag + T] for lag in range(L)])
+            self.lags = np.arange(L, dtype=np.float64)[:, None]
+        # Where the transformed media is positive, for every parameter value in the open
+        # support (media >= 0): from a channel's first spend on for adstock, within the
+        # window of the last spend for carryover.
+        if self.model == "carryover":
+            on = self.x_lag.sum(axis=0) > 0
+        else:
+            on = np.maximum.accumulate(self.x > 0, axis=0)
+        self._off = (~on).astype(np.float64)
+        self._log_on = np.where(on, 0.0, -np.inf)
+
+    def _lift_terms(self, lift: dict[str, np.ndarray] | None) -> list[tuple]:
+        """Per lift test: its channel, a one-channel copy of this density holding the tested media,
+        its window, and the measured lift and standard error in scaled target units."""
+        if lift is None:
+            return []
+        out = []
+        for k, c in enumerate(np.asarray(lift["channel"], dtype=np.int64)):
+            tested = copy.copy(self)
+            tested._set_media(self.x[:, [c]] * np.asarray(lift["multiplier"], dtype=np.float64)[:, k, None])
+            out.append((int(c), tested, np.asarray(lift["window"], dtype=np.float64)[:, k],
+                        float(lift["lift"][k]), float(lift["se"][k])))
+        return out
 
     def _prior_groups(self) -> None:
         r"""Index every coordinate by the form of its prior on the unconstrained scale, so
@@ -491,6 +516,43 @@ class NationalDensity:
         total = f.sum(axis=0)
         return p["roi"] * self.roi_units / total, f
 
+    def _add_lift(self, p: dict, f: np.ndarray, log_f: np.ndarray, beta: np.ndarray | None, grad: np.ndarray,
+                  g_log_f: np.ndarray) -> float:
+        r"""Log likelihood of the lift tests; adds their gradient to ``grad`` (directly) and to
+        ``g_log_f`` (through the fitted transform, in place).
+
+        The predicted lift is :math:`\beta_c D_k` with :math:`D_k = \sum_t w_t (f'_t - f_t)`; in ROI
+        coordinates :math:`\beta_c = \text{ROI}_c u_c / F_c`, :math:`F_c = \sum_t f_{tc}`, computed as
+        :math:`\text{ROI}_c u_c \sum_t w_t (h'_t - h_t)` with :math:`h = f / F` in log space, so that a
+        transform whose values all underflow still gives a finite answer.
+        """
+        s = self.slices
+        lp = 0.0
+        for c, tested, w, obs, se in self._lift:
+            one = {k: (v[[c]] if np.ndim(v) == 1 and len(v) == self.C else v) for k, v in p.items()}
+            f1, log_f1, back1 = tested._media(one)
+            if beta is None:  # in log space, as the sales' term: h = f / F, h1 = f' / F
+                log_big_f = np.logaddexp.reduce(log_f[:, c])
+                h, h1 = np.exp(log_f[:, c] - log_big_f), np.exp(log_f1[:, 0] - log_big_f)
+                scale = p["roi"][c] * self.roi_units[c]
+                d = w @ (h1 - h)  # D / F
+                pred = scale * d
+                g = (obs - pred) / (se * se)  # d log lik / d pred
+                grad[s["roi"]][c] += g * pred  # d pred / d log ROI
+                g_log_f[:, c] += -g * scale * h * (w + d)
+                g_log_f1 = g * scale * w * h1
+            else:
+                d = w @ (f1[:, 0] - f[:, c])
+                pred = beta[c] * d
+                g = (obs - pred) / (se * se)
+                grad[s["coef_media"]][c] += g * pred  # d pred / d log beta
+                g_log_f[:, c] += -g * beta[c] * w * f[:, c]
+                g_log_f1 = g * beta[c] * w * f1[:, 0]
+            lp -= 0.5 * (obs - pred) ** 2 / (se * se)
+            for name, gv in back1(g_log_f1[:, None]).items():
+                grad[s[name]][c] += gv[0]
+        return lp
+
     # ---------------------------------------------------------------- density
     def __call__(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density (up to a constant) and its gradient at the unconstrained ``z``
@@ -575,6 +637,8 @@ class NationalDensity:
         else:
             grad[s["coef_media"]] += (r @ f) * beta
             g_log_f = r[:, None] * beta[None, :] * f
+        if self._lift:
+            lp += self._add_lift(p, f, log_f, beta if not self._in_roi else None, grad, g_log_f)
         for name, g in backward(g_log_f).items():
             grad[s[name]] += g
         if not (math.isfinite(lp) and np.isfinite(grad).all()):

@@ -29,7 +29,7 @@ import pandas as pd
 from mmmlib.data import MediaDataset
 from mmmlib.worlds.media import SimulatedWorld, true_contributions
 
-__all__ = ["LiftTest", "lift_arrays", "lift_roi_prior", "load_lift_tests", "simulate_lift_test", "added_spend", "true_lift"]
+__all__ = ["LiftDesign", "LiftTest", "added_spend", "lift_arrays", "plan_tests", "lift_roi_prior", "load_lift_tests", "simulate_lift_test", "true_lift"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,76 @@ def simulate_lift_test(world: SimulatedWorld, channel: str, start: int, periods:
     measured = truth + se * np.random.default_rng(seed).normal()
     return LiftTest(channel, start, start + periods, spend_change, float(measured), float(se),
                     tuple(geos) if geos else None, post_periods)
+
+
+@dataclass(frozen=True)
+class LiftDesign:
+    """How an experiment is run: the same design on every channel tested.
+
+    Attributes
+    ----------
+    spend_change : float
+        The change of the channel's spend in the test weeks (0.2: +20%; -1: switched off).
+    weeks : int
+        Test length.
+    relative_se : float
+        Standard error of the measured lift, as a fraction of the true lift.
+    post_weeks : int
+        Weeks after the test that the measurement still counts (the carry-over).
+    """
+
+    spend_change: float = 0.2
+    weeks: int = 4
+    relative_se: float = 0.2
+    post_weeks: int = 4
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.spend_change) and self.spend_change >= -1.0 and self.spend_change != 0.0):
+            raise ValueError(f"LiftDesign.spend_change must be a non-zero fraction >= -1, got {self.spend_change}")
+        if self.weeks < 1 or self.post_weeks < 0:
+            raise ValueError(f"LiftDesign needs weeks >= 1 and post_weeks >= 0, got {self.weeks}, {self.post_weeks}")
+        if not (np.isfinite(self.relative_se) and self.relative_se > 0):
+            raise ValueError(f"LiftDesign.relative_se must be positive, got {self.relative_se}")
+
+    @property
+    def label(self) -> str:
+        """E.g. ``+20% for 4 weeks, se 20%`` or ``switched off for 4 weeks, se 20%``."""
+        size = "switched off" if self.spend_change == -1.0 else f"{self.spend_change:+.0%}"
+        return f"{size} for {self.weeks} weeks, se {self.relative_se:.0%}"
+
+
+def plan_tests(world: SimulatedWorld, channels: Sequence[str], design: LiftDesign, seed: int,
+               last_period: int | None = None) -> list[LiftTest]:
+    """Run ``design`` on each of ``channels`` in a simulated world, as a practitioner would.
+
+    Each test's window is drawn at random (seeded by ``seed`` and the channel) among the
+    windows, test and carry-over weeks inside the first ``last_period`` periods (the training
+    data), in which the channel's spend is at least its median over all such windows: an
+    experiment is run while the channel is on, not in a flight's gap. The measured lift is the
+    world's true lift plus noise (:func:`simulate_lift_test`).
+    """
+    data = world.data
+    n = data.n_times if last_period is None else int(last_period)
+    span = design.weeks + design.post_weeks
+    if n < span:
+        raise ValueError(f"plan_tests: {n} periods are too few for a {design.weeks}-week test and "
+                         f"{design.post_weeks} weeks after it")
+    spend = data.spend_array()
+    spend = spend.reshape(spend.shape[0], spend.shape[1], -1).sum(axis=-1)  # national total (T, C)
+    tests = []
+    for ch in channels:
+        if ch not in data.channels:
+            raise ValueError(f"plan_tests: unknown channel {ch!r}; the world's channels are {list(data.channels)}")
+        c = list(data.channels).index(ch)
+        starts = np.arange(0, n - span + 1)
+        in_window = np.array([spend[s:s + design.weeks, c].sum() for s in starts])
+        ok = starts[in_window >= np.median(in_window)]
+        ok = ok[in_window[ok] > 0]
+        rng = np.random.default_rng([seed, c])
+        start = int(rng.choice(ok))
+        tests.append(simulate_lift_test(world, ch, start, design.weeks, design.spend_change, design.relative_se,
+                                        seed=int(rng.integers(2**31)), post_periods=design.post_weeks))
+    return tests
 
 
 LIFT_COLUMNS = ("channel", "start", "end", "spend_change", "lift", "se")

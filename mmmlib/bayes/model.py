@@ -467,7 +467,7 @@ class BayesianMMM:
             :class:`~mmmlib.bayes.density.NationalDensity`, sampled by
             :func:`mmmlib.inference.nuts.sample_nuts` with chains in parallel processes, or fitted by the
             full-rank Gaussian VI of :func:`mmmlib.inference.vi.fit_advi`; national data only) or ``auto``
-            (``numpy`` for national data, ``pyro`` for geo panels).
+            (``numpy`` for national data, ``pyro`` for geo panels). Lift tests work with both.
         max_tree_depth : int
             NUTS tree-depth cap (LightweightMMM and Stan: 10): at most ``2**max_tree_depth - 1``
             gradient evaluations per draw. Transitions that hit it are counted in
@@ -495,12 +495,10 @@ class BayesianMMM:
         geo = data.geo is not None
         if geo and self.media_prior == "roi":
             raise ValueError("media_prior='roi' is implemented for national data only; use 'cost' or 'flat'")
-        if lift_tests and backend == "numpy":
-            raise ValueError("lift_tests are implemented in the Pyro program: use backend='pyro' (or 'auto')")
         if geo and backend == "numpy":
             raise ValueError("backend='numpy' is implemented for national data only; use 'pyro'")
         if backend == "auto":
-            backend = "pyro" if geo or lift_tests else "numpy"
+            backend = "pyro" if geo else "numpy"
         if coordinates is None:
             coordinates = "level" if self.media_prior == "roi" else "native"
         if coordinates not in ("native", "roi", "level"):
@@ -656,7 +654,17 @@ class BayesianMMM:
             roi_prior=(self.roi_prior_mu_, self.roi_prior_sigma_),
             coordinates=coordinates,
             trend_base=base,
+            lift=self._density_lift(),
         )
+
+    def _density_lift(self) -> dict[str, np.ndarray] | None:
+        """The lift tests in the NumPy density's units (target divided by its mean)."""
+        lift = self.__dict__.get("lift_")
+        if not lift:
+            return None
+        scale = float(lift["target_scale"])
+        return {"channel": lift["channel"].numpy(), "multiplier": lift["multiplier"].numpy()[..., 0],
+                "window": lift["window"].numpy(), "lift": lift["lift"].numpy() / scale, "se": lift["se"].numpy() / scale}
 
     def _run_nuts_numpy(
         self, prep, num_warmup, num_samples, chains, target_accept_prob, seed, max_tree_depth=10, coordinates="level"

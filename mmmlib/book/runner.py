@@ -558,6 +558,11 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "For NUTS, simulation-based calibration {ch07.verdict}. Its 90% intervals cover {ch07.nuts.coverage_90} "
      "of prior draws; the variational "
      "fit covers {ch07.vi.coverage_90}."),
+    ("08_lift_tests", "What does one experiment per channel buy the Bayesian model?",
+     "Spend +20% for 4 weeks on each channel, in the likelihood: ROI error {ch08.easy.plus20.roi_mape} against "
+     "{ch08.easy.none.roi_mape} without experiments (easy world), marginal-ROI error {ch08.easy.plus20.mroi_mape} "
+     "against {ch08.easy.none.mroi_mape}, budget regret {ch08.easy.plus20.regret} against {ch08.easy.none.regret}. "
+     "The same channels switched off for 4 weeks, used as ROI priors: ROI error {ch08.easy.off_prior.roi_mape}."),
 )
 """The introduction's findings: per chapter a question and an answer whose numbers are read from the
 results files (``{key}`` placeholders, shown as the key's display text)."""

@@ -39,6 +39,7 @@ METHOD_LABELS = {
     "regression": "regression",
     "lightweightmmm": "LightweightMMM",
     "bayes_roi": "Bayes + ROI prior",
+    "bayes_lift": "Bayes + lift tests",
     "deepcausal": "DeepCausal",
     "funnel": "U-A-C funnel",
 }

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from mmmlib.bayes.lift import LiftDesign, plan_tests
 from mmmlib.metrics import coverage, mae, mape
 from mmmlib.runtime import peak_rss_mb
 from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world
@@ -58,7 +59,10 @@ __all__ = [
     "SWEEPS",
     "Task",
     "MethodFit",
+    "LIFT_DESIGN",
+    "LIFT_WORLDS",
     "applies",
+    "bayes_method_fit",
     "make_tasks",
     "finite_draws",
     "fit_method",
@@ -76,6 +80,7 @@ METHODS: dict[str, str] = {
     "regression": "linear regression on spend (a naive reference)",
     "lightweightmmm": "chapter 1: LightweightMMM's hill-adstock model, cost prior (SVI)",
     "bayes_roi": "chapter 1: the same model with our ROI prior (SVI)",
+    "bayes_lift": "chapter 8: the ROI-prior model with one lift test per channel in its likelihood (SVI)",
     "deepcausal": "chapter 3: DeepCausal GRU coefficients, national series",
     "funnel": "chapter 2: the U-A-C funnel on daily per-segment data",
 }
@@ -204,13 +209,22 @@ class MethodFit:
     dropped_draws: int = 0
 
 
+#: The experiment the ``bayes_lift`` method runs on every channel before fitting.
+LIFT_DESIGN = LiftDesign(spend_change=0.2, weeks=4, relative_se=0.2, post_weeks=4)
+#: Worlds where an experiment's true lift is known: the media worlds with constant effects.
+LIFT_WORLDS = ("easy", "correlated")
+
+
 def applies(method: str, world: str) -> bool:
     """Whether ``method`` can be fitted to ``world``: the funnel model needs the funnel world's daily
-    per-segment conversions; every other method reads weekly sales."""
+    per-segment conversions; lift tests need a world whose experiments have a known true lift
+    (:data:`LIFT_WORLDS`); every other method reads weekly sales."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if method == "bayes_lift":
+        return world in LIFT_WORLDS
     return method != "funnel" or world == "funnel"
 
 
@@ -254,16 +268,27 @@ def _fit_regression(world: SuiteWorld, settings: SweepSettings) -> MethodFit:
                      lambda s: float(np.dot(roi, s)), seconds)
 
 
-def _fit_bayes(world: SuiteWorld, settings: SweepSettings, prior: str, seed: int) -> MethodFit:
+def _fit_bayes(world: SuiteWorld, settings: SweepSettings, prior: str, seed: int, lift: bool = False) -> MethodFit:
+    """Chapter 1's model; with ``lift``, after :data:`LIFT_DESIGN` run on every channel (Chapter 8)."""
     from mmmlib.bayes.model import BayesianMMM
+
+    train, test = world.split()
+    tests = (plan_tests(world.native, world.channels, LIFT_DESIGN, seed=seed, last_period=world.train_weeks)
+             if lift else None)
+    t0 = time.perf_counter()
+    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior="data").fit(
+        train, inference="svi", svi_steps=settings.svi_steps, seed=seed, lift_tests=tests
+    )
+    seconds = time.perf_counter() - t0
+    return bayes_method_fit(mmm, world, seconds)
+
+
+def bayes_method_fit(mmm, world: SuiteWorld, seconds: float) -> MethodFit:
+    """A fitted :class:`~mmmlib.bayes.model.BayesianMMM` as a scoreboard entry: posterior-median
+    ROI with its 90% interval, shares, the holdout forecast and the posterior-mean response."""
     from mmmlib.optimize import model_response
 
     train, test = world.split()
-    t0 = time.perf_counter()
-    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior="data").fit(
-        train, inference="svi", svi_steps=settings.svi_steps, seed=seed
-    )
-    seconds = time.perf_counter() - t0
     dropped = finite_draws(mmm)
     r = mmm.roi().reindex(list(world.channels))
     share = mmm.contribution_share().reindex(list(world.channels))["median"].to_numpy()
@@ -371,6 +396,8 @@ def fit_method(method: str, world: SuiteWorld, settings: SweepSettings, seed: in
         return _fit_bayes(world, settings, "cost", seed)
     if method == "bayes_roi":
         return _fit_bayes(world, settings, "roi", seed)
+    if method == "bayes_lift":
+        return _fit_bayes(world, settings, "roi", seed, lift=True)
     if method == "deepcausal":
         return _fit_deepcausal(world, settings)
     return _fit_funnel(world, settings, seed)

@@ -1,0 +1,96 @@
+"""Chapter 8's study: experiment designs, their planning in a world, arms and scores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mmmlib.bayes.lift import LiftDesign, added_spend, plan_tests
+from mmmlib.lift.study import Arm, LiftStudySettings, fit_arm, marginal_roi, selection_path
+from mmmlib.scoreboard.methods import LIFT_WORLDS, SweepSettings, applies, make_tasks
+from mmmlib.scoreboard.suite import make_world
+
+
+def test_marginal_roi_is_the_slope_of_the_response():
+    coef = np.array([2.0, 0.5, 1.5])
+    assert marginal_roi(lambda s: float(coef @ s), np.array([10.0, 20.0, 5.0])) == pytest.approx(coef)
+    curved = marginal_roi(lambda s: float(np.sum(np.sqrt(s))), np.array([4.0, 9.0]))
+    assert curved == pytest.approx([0.25, 1 / 6], rel=1e-3)  # d sqrt(s) / ds = 1 / (2 sqrt(s))
+
+
+def test_a_design_is_checked_and_named():
+    assert LiftDesign(0.2, 4, 0.2).label == "+20% for 4 weeks, se 20%"
+    assert LiftDesign(-1.0, 4, 0.1).label == "switched off for 4 weeks, se 10%"
+    for kwargs, match in [(dict(spend_change=0.0), "spend_change"), (dict(spend_change=-2.0), "spend_change"),
+                          (dict(weeks=0), "weeks"), (dict(relative_se=0.0), "relative_se")]:
+        with pytest.raises(ValueError, match=match):
+            LiftDesign(**kwargs)
+
+
+def test_tests_are_planned_in_spending_weeks_inside_the_training_data():
+    world = make_world("easy", 0)
+    design = LiftDesign(0.2, 4, 0.2, post_weeks=4)
+    tests = plan_tests(world.native, world.channels, design, seed=3, last_period=world.train_weeks)
+    assert [t.channel for t in tests] == list(world.channels)
+    spend = world.data.spend_array()
+    for t in tests:
+        c = list(world.channels).index(t.channel)
+        assert t.end + t.post_periods <= world.train_weeks and t.end - t.start == 4
+        windows = [spend[s:s + 4, c].sum() for s in range(world.train_weeks - 8 + 1)]
+        assert spend[t.start:t.end, c].sum() >= np.median(windows)
+        assert added_spend(t, world.data) == pytest.approx(0.2 * spend[t.start:t.end, c].sum())
+    again = plan_tests(world.native, world.channels, design, seed=3, last_period=world.train_weeks)
+    assert again == tests
+    other = plan_tests(world.native, world.channels, design, seed=4, last_period=world.train_weeks)
+    assert other != tests
+    with pytest.raises(ValueError, match="unknown channel 'radio'"):
+        plan_tests(world.native, ["radio"], design, seed=0)
+    with pytest.raises(ValueError, match="too few"):
+        plan_tests(world.native, ["tv"], design, seed=0, last_period=6)
+
+
+def test_an_arm_is_checked():
+    with pytest.raises(ValueError, match="Arm.design"):
+        Arm("easy", 0, "plus30")
+    with pytest.raises(ValueError, match="Arm.use"):
+        Arm("easy", 0, "plus20", use="posterior")
+    assert Arm("easy", 0, "off", use="prior").label == "switched off for 4 weeks, se 20%, as ROI prior"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return replace(LiftStudySettings.for_profile("quick"), svi_steps=200, draws=100, workers=1)
+
+
+def test_an_arm_is_fitted_and_scored(small):
+    plain = fit_arm(Arm("easy", 0), small)
+    tested = fit_arm(Arm("easy", 0, "off", channels=("search",)), small)
+    prior = fit_arm(Arm("easy", 0, "off", channels=("search",), use="prior"), small)
+    for row in (plain, tested, prior):
+        assert {"roi_mape", "roi_coverage", "regret", "mroi_mape", "roi_median.search", "log_roi_sd.search"} <= set(row)
+    assert plain["tested"] == 0 and tested["tested"] == 1 and np.isnan(plain["lift_ratio"])
+    assert np.isfinite(tested["lift_ratio"]) and np.isnan(prior["lift_ratio"])
+    # a precise switch-off test as a prior pins that channel's ROI: its posterior narrows
+    assert prior["log_roi_sd.search"] < 0.5 * plain["log_roi_sd.search"]
+    again = fit_arm(Arm("easy", 0, "off", channels=("search",)), small)
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in tested.items() if k != "seconds"}
+
+
+def test_the_selection_starts_every_strategy_from_the_same_fit(small):
+    rows = selection_path(0, replace(small, selection_steps=1, selection_use="likelihood"))
+    base = [r for r in rows if r["step"] == 0]
+    assert {r["strategy"] for r in base} == {"widest", "at_stake", "random"}
+    assert len({r["roi_mape"] for r in base}) == 1
+    picked = {r["strategy"]: r["tested"] for r in rows if r["step"] == 1}
+    widest = max(("tv", "search", "social", "display"), key=lambda c: base[0][f"log_roi_sd.{c}"])
+    assert picked["widest"] == widest
+
+
+def test_lift_tests_join_the_scoreboard_where_their_truth_is_known():
+    assert LIFT_WORLDS == ("easy", "correlated")
+    assert applies("bayes_lift", "easy") and not applies("bayes_lift", "funnel")
+    assert not applies("bayes_lift", "time_varying")
+    tasks = make_tasks(SweepSettings(seeds=1))
+    assert {t.world for t in tasks if t.method == "bayes_lift"} == set(LIFT_WORLDS)
