@@ -6,8 +6,8 @@ Executes each chapter of ``_toc.yml`` with ``profile=quick`` and ``seed=0`` into
 folder, one after another (never two at once on a 2-core machine), and records two times
 per chapter: ``quick_s``, the chapter's own wall time from its results file (first cell to
 ``results.save()``, the same measure as the full-profile times in ``book/results/``), and
-``elapsed_s``, which adds the kernel start and papermill. Chapter 6 reads this file for the
-book's runtime table. ``--chapters`` re-records only the named chapters (after one of them
+``elapsed_s``, which adds the kernel start and papermill. The book's *Reproduce* page and
+every chapter's reproduce box read this file. ``--chapters`` re-records only the named chapters (after one of them
 changed) and keeps the other entries of an existing file.
 """
 

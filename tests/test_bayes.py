@@ -240,6 +240,24 @@ def test_geo_svi_runs_under_a_float32_default_dtype():
     assert np.isfinite(m.roi().to_numpy()).all()
 
 
+@pytest.mark.parametrize("inference", ["svi", "nuts"])
+def test_a_twenty_geo_panel_fits_without_any_set_up(inference):
+    """20 geos, torch's float32 default, no runtime.setup: SVI and NUTS fit in float64 and give
+    finite national and per-geo ROI (a panel the size of a regional business)."""
+    w = easy_world(seed=2, n_weeks=26, n_geos=20)
+    kw = dict(svi_steps=40, num_samples=20, chains=1) if inference == "svi" else dict(num_warmup=8, num_samples=8, chains=1)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        m = BayesianMMM("adstock").fit(w.data, inference=inference, seed=0, **kw)
+    finally:
+        torch.set_default_dtype(old)
+    assert m.samples_["coef_media_geo"].dtype == torch.float64
+    assert m.samples_["coef_media_geo"].shape[1:] == (4, 20)
+    assert np.isfinite(m.roi().to_numpy()).all() and np.isfinite(m.roi(by_geo=True).to_numpy()).all()
+    assert len(m.roi(by_geo=True)) == 80
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [(dict(inference="svi", svi_lr=-1.0), "svi_lr"), (dict(inference="svi", svi_steps=0), "svi_steps"),
