@@ -39,7 +39,10 @@ def as_tensor(x: ArrayLike, like: torch.Tensor | None = None) -> torch.Tensor:
         if not torch.is_floating_point(t):
             t = t.to(torch.float64)
     else:
-        t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        arr = np.asarray(x, dtype=np.float64)
+        # torch cannot share a read-only buffer (pandas' copy-on-write arrays, memory maps):
+        # take a copy rather than a tensor whose writes would be undefined.
+        t = torch.as_tensor(arr if arr.flags.writeable else arr.copy())
     if like is not None:
         t = t.to(dtype=like.dtype, device=like.device)
     return t

@@ -312,3 +312,14 @@ def test_api_reference_documents_what_a_user_calls():
                  "data_roi_prior", "prior_warnings", "to_inference_data"):
         assert name in text, name
     assert "spec §" not in text
+
+
+@pytest.mark.parametrize("name", chapter_ids())
+def test_executed_chapter_prints_no_warning(name):
+    """A warning in a chapter's output is a defect to fix at its source: the reader sees it, and one
+    printed by a worker process arrives in the kernel's stderr at a moment nbval cannot reproduce."""
+    nb = nbformat.read(PROJECT.executed / f"{name}.ipynb", as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                assert "Warning" not in out["text"], f"{name} cell {i} prints: {out['text'][:300]}"

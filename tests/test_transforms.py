@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from mmmlib.transforms import (
     adstock,
     apply_exponent_safe,
+    as_tensor,
     carryover,
     fourier_features,
     hill,
@@ -207,3 +208,13 @@ def test_adstock_batches_over_draws_and_geos_like_the_recursion():
     for g in range(4):
         for s in range(6):
             np.testing.assert_allclose(got[:, :, g, s], adstock_reference(x[:, :, g], lam[:, 0, s], True), rtol=1e-10)
+
+
+def test_as_tensor_copies_a_read_only_array_instead_of_sharing_it():
+    arr = np.arange(5.0)
+    arr.flags.writeable = False
+    t = as_tensor(arr)
+    t[0] = 99.0
+    assert arr[0] == 0.0
+    writable = np.arange(5.0)
+    assert as_tensor(writable).data_ptr() == writable.ctypes.data  # no needless copy

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mmmlib.bayes.plots import plot_roi_recovery
+
 __all__ = ["SCORE_LABELS", "plot_design_scores", "plot_roi_intervals", "plot_selection"]
 
 #: Axis labels of the scores the figures show.
@@ -27,7 +29,8 @@ def plot_design_scores(rows: pd.DataFrame, order: list[str], scores=("roi_mape",
     """
     worlds = list(dict.fromkeys(rows["world"]))
     colours = dict(zip(worlds, sns.color_palette("colorblind", len(worlds)), strict=True))
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 0.9 + 0.45 * len(order)), sharey=True)
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 0.9 + 0.45 * len(order)), sharey=True,
+                             layout="constrained")
     axes = np.atleast_1d(axes)
     y = {arm: i for i, arm in enumerate(order)}
     for ax, score in zip(axes, scores, strict=True):
@@ -45,32 +48,30 @@ def plot_design_scores(rows: pd.DataFrame, order: list[str], scores=("roi_mape",
     axes[0].invert_yaxis()
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle("One experiment per channel: scores by design (dashed: no experiment)")
-    fig.tight_layout()
     return fig
 
 
 def plot_roi_intervals(rows: pd.DataFrame, truth: pd.Series, title: str) -> plt.Figure:
     """Per channel, each arm's posterior median and 90% interval of ROI (one colour per arm) and
-    the true ROI (black cross). ``rows``: one row per arm with ``arm`` and
-    ``roi_median.<c>``, ``roi_lo.<c>``, ``roi_hi.<c>`` columns."""
+    the true ROI (black cross): :func:`mmmlib.bayes.plots.plot_roi_recovery` on the study's rows.
+
+    ``rows``: one row per arm with ``arm`` and ``roi_median.<c>``, ``roi_lo.<c>``, ``roi_hi.<c>``
+    columns; ``truth``: the true ROI by channel.
+    """
     channels = list(truth.index)
-    arms = list(rows["arm"])
-    colours = sns.color_palette("colorblind", len(arms))
-    fig, ax = plt.subplots(figsize=(8.0, 1.0 + 0.5 * len(channels) * max(1, len(arms)) ** 0.5))
-    height = 0.75 / max(len(arms), 1)
-    for j, (_, row) in enumerate(rows.iterrows()):
-        ys = np.arange(len(channels)) + (j - (len(arms) - 1) / 2) * height
-        lo = [row[f"roi_lo.{c}"] for c in channels]
-        hi = [row[f"roi_hi.{c}"] for c in channels]
-        ax.hlines(ys, lo, hi, color=colours[j], lw=3, label=row["arm"])
-        ax.plot([row[f"roi_median.{c}"] for c in channels], ys, "o", color=colours[j], ms=5)
-    ax.plot(truth.to_numpy(), np.arange(len(channels)), "kx", ms=10, mew=2.5, label="true ROI")
-    ax.set_yticks(np.arange(len(channels)), channels)
-    ax.invert_yaxis()
-    ax.set_xlabel("return on investment (sales per unit of spend)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    return fig
+    tables = {
+        row["arm"]: pd.DataFrame(
+            {
+                "median": [row[f"roi_median.{c}"] for c in channels],
+                "lo": [row[f"roi_lo.{c}"] for c in channels],
+                "hi": [row[f"roi_hi.{c}"] for c in channels],
+                "true": truth.to_numpy(),
+            },
+            index=channels,
+        )
+        for _, row in rows.iterrows()
+    }
+    return plot_roi_recovery(tables, title=title)
 
 
 def plot_selection(sel: pd.DataFrame, scores=("roi_mape", "regret")) -> plt.Figure:
@@ -78,7 +79,7 @@ def plot_selection(sel: pd.DataFrame, scores=("roi_mape", "regret")) -> plt.Figu
     experiments run, one panel per score."""
     strategies = list(dict.fromkeys(sel["strategy"]))
     colours = dict(zip(strategies, sns.color_palette("colorblind", len(strategies)), strict=True))
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.6 * len(scores), 3.6))
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.6 * len(scores), 3.6), layout="constrained")
     axes = np.atleast_1d(axes)
     n = sel["seed"].nunique()
     for ax, score in zip(axes, scores, strict=True):
@@ -93,5 +94,4 @@ def plot_selection(sel: pd.DataFrame, scores=("roi_mape", "regret")) -> plt.Figu
         ax.set_ylim(bottom=0)
     axes[0].legend(title="next channel", fontsize=8)
     fig.suptitle(f"Which channel to test next ({n} worlds; mean ± 1 s.e.)")
-    fig.tight_layout()
     return fig
