@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from mmmlib.book.runner import (
+    KERNEL_ENV,
     ChapterFailed,
     Project,
     _strip_volatile,
@@ -25,6 +26,9 @@ from mmmlib.book.results import begin_chapter
 runtime, results = begin_chapter("01_toy", dict(profile=profile, seed=seed), results_dir=results_dir)
 import torch
 value = float(torch.randn(3).sum()) + scale
+from tqdm.auto import tqdm
+for _ in tqdm(range(3), desc="toy fit"):
+    pass
 results.add("ch01.value", value, unit="units", meaning="a seeded random number", fmt=".4f")
 if fail:
     raise RuntimeError("boom in the toy chapter")
@@ -373,3 +377,23 @@ def test_quick_runs_the_named_chapters_into_the_scratch_folder_only(tmp_path, ca
     assert not (project.root / "book").exists()
     assert main(["--root", str(project.root), "quick", "09", "--out", str(out)]) == 1
     assert "no chapter '09'" in capsys.readouterr().err
+
+
+def test_progress_bars_stay_out_of_the_executed_notebook(tmp_path, monkeypatch):
+    """tqdm writes rates and elapsed times to stderr: volatile output the book must not show and
+    nbval could not compare. The runner starts the kernel with progress bars off."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    project = make_project(tmp_path / "proj")
+    ch = project.chapter("01")
+    execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
+    nb = nbformat.read(project.executed / f"{ch.name}.ipynb", as_version=4)
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert not [o for o in streams if "toy fit" in o["text"]], streams
+    assert "TQDM_DISABLE" not in __import__("os").environ  # restored after the run
+
+
+def test_make_nbval_starts_its_kernel_with_the_runners_environment():
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    line = next(x for x in makefile.splitlines() if "--nbval " in x)
+    for key, value in KERNEL_ENV.items():
+        assert f"{key}={value}" in line, f"make nbval does not set {key}={value}"

@@ -34,7 +34,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,28 @@ def input_hash(
 TIMING_KEY = re.compile(r"""["']ch\d{2}\.speed\.|\bfit_seconds\b|\.seconds\b""")
 
 
+#: Environment of the kernel that executes a chapter: progress bars (tqdm) are for a person at a
+#: terminal; in a notebook they are stderr output that differs from run to run (rates, elapsed
+#: time, and when a worker process flushes), which neither the book nor nbval should see.
+#: ``make nbval`` sets the same variables for the kernel it starts.
+KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1"}
+
+
+@contextmanager
+def kernel_environment(env: Mapping[str, str] = KERNEL_ENV) -> Iterator[None]:
+    """Set ``env`` in this process (a kernel started inside inherits it), restoring it afterwards."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _strip_volatile(nb: nbformat.NotebookNode) -> None:
     """Drop timings, absolute paths and random ids so reruns are byte-identical, and tag the
     cells that record or show wall times (:data:`TIMING_KEY`) ``nbval-ignore-output``: their
@@ -375,16 +398,17 @@ def execute_chapter(
         (stage / "results").mkdir()
         staged_nb = stage / "chapters" / f"{chapter.name}.ipynb"
         try:
-            pm.execute_notebook(
-                str(chapter.source),
-                str(staged_nb),
-                parameters={**params, "results_dir": "../results"},
-                cwd=str(stage / "chapters"),
-                kernel_name=kernel_name,
-                progress_bar=False,
-                log_output=False,
-                report_mode=False,
-            )
+            with kernel_environment():
+                pm.execute_notebook(
+                    str(chapter.source),
+                    str(staged_nb),
+                    parameters={**params, "results_dir": "../results"},
+                    cwd=str(stage / "chapters"),
+                    kernel_name=kernel_name,
+                    progress_bar=False,
+                    log_output=False,
+                    report_mode=False,
+                )
         except PapermillExecutionError as err:
             raise ChapterFailed(_failure_message(chapter, err)) from None
         staged_results = stage / "results" / f"{chapter.name}.json"
