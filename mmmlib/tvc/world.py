@@ -286,7 +286,7 @@ def simulate_tvc(config: TVCConfig | None = None, n_series: int = 1000, seed: in
     if n_series < 1:
         raise ValueError(f"n_series must be at least 1, got {n_series}")
     rng = np.random.default_rng(seed)
-    n, t, c, k = n_series, cfg.n_weeks, len(cfg.channels), len(cfg.controls)
+    n, t, c = n_series, cfg.n_weeks, len(cfg.channels)
     spend = _flighted_spend(rng, n, t, np.asarray(cfg.on_share))
     media = media_features(spend, cfg)
 
@@ -296,6 +296,14 @@ def simulate_tvc(config: TVCConfig | None = None, n_series: int = 1000, seed: in
     jumps[:, 0] = 0.0
     beta = np.exp(mu[:, None, :] + u + np.cumsum(jumps, axis=1))
 
+    return _complete_world(rng, cfg, spend, media, beta, seed)
+
+
+def _complete_world(rng: np.random.Generator, cfg: TVCConfig, spend: np.ndarray, media: np.ndarray,
+                    beta: np.ndarray, seed: int) -> TVCWorld:
+    """Controls with their coefficients, baseline, noise and sales around given media
+    coefficients: what every world family shares (the families differ in how ``beta`` moves)."""
+    n, t, k = spend.shape[0], cfg.n_weeks, len(cfg.controls)
     g_mean = np.asarray(cfg.gamma_mean)
     g_level = g_mean[None, :] * rng.lognormal(-0.045, 0.3, (n, k))
     gamma = g_level[:, None, :] * (1 + _ou(rng, n, t, k, cfg.kappa, cfg.vol_control))
