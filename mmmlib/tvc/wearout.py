@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmmlib.tvc.world import TVCConfig, TVCWorld, _complete_world, _flighted_spend, media_features
+from mmmlib.tvc.world import TVCConfig, TVCWorld, _begin_world, _complete_world
 
 __all__ = ["WearoutDynamics", "WearoutPaths", "simulate_wearout", "wearout_multiplier"]
 
@@ -162,12 +162,8 @@ def simulate_wearout(
     """
     cfg = config or TVCConfig()
     dyn = dynamics or WearoutDynamics()
-    if n_series < 1:
-        raise ValueError(f"n_series must be at least 1, got {n_series}")
-    rng = np.random.default_rng(seed)
+    rng, spend, media = _begin_world(cfg, n_series, seed)
     n, t, c = n_series, cfg.n_weeks, len(cfg.channels)
-    spend = _flighted_spend(rng, n, t, np.asarray(cfg.on_share))
-    media = media_features(spend, cfg)
 
     fresh = np.asarray(cfg.beta_median)[None, :] * dyn.fresh_over_median * np.exp(
         rng.normal(0.0, cfg.beta_spread, (n, c)))

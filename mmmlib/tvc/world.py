@@ -283,12 +283,8 @@ def simulate_tvc(config: TVCConfig | None = None, n_series: int = 1000, seed: in
     TVCWorld
     """
     cfg = config or TVCConfig()
-    if n_series < 1:
-        raise ValueError(f"n_series must be at least 1, got {n_series}")
-    rng = np.random.default_rng(seed)
+    rng, spend, media = _begin_world(cfg, n_series, seed)
     n, t, c = n_series, cfg.n_weeks, len(cfg.channels)
-    spend = _flighted_spend(rng, n, t, np.asarray(cfg.on_share))
-    media = media_features(spend, cfg)
 
     mu = np.log(np.asarray(cfg.beta_median))[None, :] + rng.normal(0.0, cfg.beta_spread, (n, c))
     u = _ou(rng, n, t, c, cfg.kappa, cfg.vol_media)
@@ -297,6 +293,15 @@ def simulate_tvc(config: TVCConfig | None = None, n_series: int = 1000, seed: in
     beta = np.exp(mu[:, None, :] + u + np.cumsum(jumps, axis=1))
 
     return _complete_world(rng, cfg, spend, media, beta, seed)
+
+
+def _begin_world(cfg: TVCConfig, n_series: int, seed: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+    """The seeded generator, flighted spend and transformed media every world family starts from."""
+    if n_series < 1:
+        raise ValueError(f"n_series must be at least 1, got {n_series}")
+    rng = np.random.default_rng(seed)
+    spend = _flighted_spend(rng, n_series, cfg.n_weeks, np.asarray(cfg.on_share))
+    return rng, spend, media_features(spend, cfg)
 
 
 def _complete_world(rng: np.random.Generator, cfg: TVCConfig, spend: np.ndarray, media: np.ndarray,
