@@ -78,7 +78,7 @@ chapters-quick: $(STAMP)
 
 nbval: $(STAMP)
 	@echo "==> nbval: re-executing the quick chapters and comparing outputs"
-	@TQDM_DISABLE=1 $(PY) -m pytest -q --nbval $(SCRATCH)/chapters --nbval-sanitize-with tests/sanitize.cfg
+	@TQDM_DISABLE=1 PYTHONWARNINGS=ignore::FutureWarning:arviz $(PY) -m pytest -q --nbval $(SCRATCH)/chapters --nbval-sanitize-with tests/sanitize.cfg
 
 browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \

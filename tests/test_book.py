@@ -26,6 +26,7 @@ from mmmlib.book.results import begin_chapter
 runtime, results = begin_chapter("01_toy", dict(profile=profile, seed=seed), results_dir=results_dir)
 import torch
 value = float(torch.randn(3).sum()) + scale
+import arviz  # noqa: F401  (its daily notice must not reach the notebook)
 from tqdm.auto import tqdm
 for _ in tqdm(range(3), desc="toy fit"):
     pass
@@ -379,16 +380,18 @@ def test_quick_runs_the_named_chapters_into_the_scratch_folder_only(tmp_path, ca
     assert "no chapter '09'" in capsys.readouterr().err
 
 
-def test_progress_bars_stay_out_of_the_executed_notebook(tmp_path, monkeypatch):
+def test_progress_bars_and_daily_notices_stay_out_of_the_executed_notebook(tmp_path, monkeypatch):
     """tqdm writes rates and elapsed times to stderr: volatile output the book must not show and
     nbval could not compare. The runner starts the kernel with progress bars off."""
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no ArviZ date stamp: it would print
     project = make_project(tmp_path / "proj")
     ch = project.chapter("01")
     execute_chapter(project, ch, {"profile": "quick", "seed": 3}, log=False)
     nb = nbformat.read(project.executed / f"{ch.name}.ipynb", as_version=4)
     streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-    assert not [o for o in streams if "toy fit" in o["text"]], streams
+    assert not [o for o in streams if "toy fit" in o["text"] or "ArviZ" in o["text"]], streams
     assert "TQDM_DISABLE" not in __import__("os").environ  # restored after the run
 
 
