@@ -185,7 +185,7 @@ class ParticleTVC:
         return PathSamples(beta=beta, gamma=gamma, baseline=base, seconds=time.perf_counter() - start), evidence
 
     def _propose_launches(self, h: np.ndarray, vh: np.ndarray, mean: np.ndarray, cov: np.ndarray,
-                          expo: np.ndarray, jump: np.ndarray, x: np.ndarray, y: np.ndarray,
+                          jump: np.ndarray, x: np.ndarray, y: np.ndarray,
                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Launches drawn channel by channel from their prior tilted by this week's sales.
 
@@ -274,7 +274,7 @@ class ParticleTVC:
             if fixed is not None:
                 launch = np.zeros((b, p, c), dtype=bool)
             elif w > 0:
-                launch, log_ratio = self._propose_launches(h, vh, mean, cov, expo, jump, media[:, w], sales[:, w], rng)
+                launch, log_ratio = self._propose_launches(h, vh, mean, cov, jump, media[:, w], sales[:, w], rng)
             else:
                 launch = np.ones((b, p, c), dtype=bool)
             expo = np.where(launch, 0.0, expo) + media[:, w, None, :]
