@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -144,10 +146,41 @@ def test_log_smoother_converges_to_the_posterior_mode():
 
     x0 = np.concatenate([np.tile(m0[:d], t), m0[d:]])
     best = minimize(neg_log_post, x0, method="BFGS", options={"gtol": 1e-9, "maxiter": 20000}).x
-    assert post.log_media
+    assert post.log_media and post.converged.all()
+    smoother = LogKalmanTVC(prior, iterations=30, tol=1e-10)
+    states = np.concatenate([best[: t * d].reshape(t, d), np.tile(best[t * d:], (t, 1))], axis=1)[None]
+    assert np.isclose(smoother.neg_log_posterior(states, media, controls, sales)[0], neg_log_post(best), rtol=1e-10)
     assert np.allclose(post.mean[0, :, :d], best[: t * d].reshape(t, d), atol=1e-4)
     assert np.allclose(post.mean[0, 0, d:], best[t * d:], atol=1e-4)
     assert np.all(post.beta_quantile(0.05) < post.beta) and np.all(post.beta < post.beta_quantile(0.95))
+
+
+def test_log_smoother_damps_its_steps_where_undamped_gauss_newton_diverges():
+    """Three wear-out series on which the undamped iteration reached coefficients of 1e7 to 1e17."""
+    from mmmlib.tvc.wearout import WearoutDynamics, simulate_wearout
+
+    cfg = TVCConfig(n_weeks=104)
+    train, _ = simulate_wearout(cfg, WearoutDynamics(), 2000, seed=1)
+    test = simulate_wearout(cfg, WearoutDynamics(), 300, seed=3)[0].subset(np.array([132, 201, 285]))
+    smoother = LogKalmanTVC.calibrate(train, iterations=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a slow (not diverging) search may still be flagged
+        post = smoother.smooth(test.media, test.controls, test.sales)
+    ratio = post.beta.max(axis=(1, 2)) / test.beta.max(axis=(1, 2))
+    assert np.all((ratio > 0.5) & (ratio < 2)), ratio
+    d = test.media.shape[-1] + test.controls.shape[-1]
+    start = np.broadcast_to(np.concatenate([smoother.prior.long_run[:d], smoother.prior.m0[d:]]), post.mean.shape)
+    assert np.all(smoother.neg_log_posterior(post.mean, test.media, test.controls, test.sales)
+                  < smoother.neg_log_posterior(start, test.media, test.controls, test.sales))
+
+
+def test_log_smoother_flags_and_warns_about_series_that_did_not_converge(worlds):
+    train, test = worlds
+    with pytest.warns(RuntimeWarning, match=r"of \d+ series did not converge in 1 passes"):
+        post = LogKalmanTVC.calibrate(train, iterations=1).smooth(test.media, test.controls, test.sales)
+    assert post.converged.dtype == bool and not post.converged.all()
+    post = LogKalmanTVC.calibrate(train).smooth(test.media, test.controls, test.sales)
+    assert post.converged.all()
 
 
 def test_log_smoother_tracks_about_as_well_as_the_linear_one(worlds):

@@ -33,6 +33,7 @@ and runs the linear smoother on it. See Chapter 5.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
@@ -59,6 +60,8 @@ class TVCPosterior:
     log_media : bool
         Whether the media states are log coefficients (Gaussian in :math:`\\log\\beta`, so
         :math:`\\beta` is log-normal).
+    converged : ndarray of bool, shape (N,), optional
+        For an iterated smoother, whether each series' mode search converged (None when exact).
     """
 
     mean: np.ndarray
@@ -68,6 +71,7 @@ class TVCPosterior:
     baseline: np.ndarray | None = None
     baseline_sd: np.ndarray | None = None
     log_media: bool = False
+    converged: np.ndarray | None = None
 
     @property
     def beta(self) -> np.ndarray:
@@ -207,46 +211,113 @@ class KalmanTVC:
 class LogKalmanTVC:
     """Iterated extended Kalman smoother with log media coefficients as states.
 
+    Each pass is a Gauss–Newton step on the posterior mode of the whole path; the step is
+    damped per series by a backtracking line search on the negative log posterior (halving
+    until it decreases), so a series whose path lies far from the prior's long-run level does
+    not overshoot into ever larger coefficients. Series whose largest log-coefficient move is
+    still above ``tol`` after ``iterations`` passes are flagged in ``TVCPosterior.converged``
+    and reported by a :class:`RuntimeWarning`.
+
     Attributes
     ----------
     prior : KalmanTVC
         The linear-Gaussian prior, media states in log space (AR(1) in :math:`\\log\\beta`).
     iterations : int
-        Gauss–Newton passes (each one linear smoother run).
+        Most Gauss–Newton passes (each one linear smoother run).
     tol : float
-        Stop early when no log coefficient moves more than this in a pass.
+        A series has converged when no log coefficient moves more than this in a pass.
+    max_halvings : int
+        Most step halvings of the line search per pass.
     """
 
     prior: KalmanTVC
-    iterations: int = 8
+    iterations: int = 20
     tol: float = 1e-3
+    max_halvings: int = 12
 
     def __post_init__(self) -> None:
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
-            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        for name in ("iterations", "max_halvings"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "iterations" else 0):
+                raise ValueError(f"{name} must be an integer >= {1 if name == 'iterations' else 0}, got {v!r}")
         if not self.tol > 0:
             raise ValueError(f"tol must be positive, got {self.tol!r}")
 
     @classmethod
-    def calibrate(cls, train: TVCWorld, iterations: int = 8) -> LogKalmanTVC:
+    def calibrate(cls, train: TVCWorld, iterations: int = 20) -> LogKalmanTVC:
         """Set the prior from the truth of simulated training series, media states :math:`\\log\\beta`."""
         prior = KalmanTVC._from_paths(train, np.log(train.beta))
         return cls(prior=prior, iterations=iterations)
+
+    def neg_log_posterior(self, states: np.ndarray, media: np.ndarray, controls: np.ndarray,
+                          sales: np.ndarray) -> np.ndarray:
+        """Negative log posterior density (up to a constant) of state paths, per series.
+
+        Parameters
+        ----------
+        states : ndarray, shape (N, T, C + K + 4)
+            Log media coefficients, control coefficients and the (constant) baseline coefficients.
+        media, controls, sales : ndarray
+            As in :meth:`smooth`.
+
+        Returns
+        -------
+        ndarray, shape (N,)
+        """
+        p = self.prior
+        c, k = media.shape[-1], controls.shape[-1]
+        d = c + k
+        first = states[:, 0] - p.m0
+        out = 0.5 * np.einsum("ni,ni->n", first, np.linalg.solve(p.P0, first.T).T)
+        ar = p.q[:d] > 0
+        innov = states[:, 1:, :d] - p.phi[:d] * states[:, :-1, :d] - (1 - p.phi[:d]) * p.long_run[:d]
+        out += 0.5 * (innov[..., ar] ** 2 / p.q[:d][ar]).sum((1, 2))
+        fit = (np.exp(states[..., :c]) * media).sum(-1) + (states[..., c:d] * controls).sum(-1) \
+            + states[:, 0, d:] @ baseline_features(media.shape[1]).T
+        return out + 0.5 * ((sales - fit) ** 2).sum(-1) / p.r
 
     def smooth(self, media: np.ndarray, controls: np.ndarray, sales: np.ndarray) -> TVCPosterior:
         """Posterior (Laplace approximation at the mode) of the paths of a batch of series.
 
         The first pass linearises around the prior's long-run log coefficients; the returned
-        posterior has ``log_media=True``.
+        posterior has ``log_media=True`` and ``converged`` set per series.
         """
-        c = media.shape[-1]
-        u = np.broadcast_to(self.prior.long_run[:c], media.shape).copy()
-        post = None
+        n, t, c = media.shape
+        p = self.prior
+        d = c + controls.shape[-1]
+        start = np.concatenate([p.long_run[:d], p.m0[d:]])  # long-run coefficients, the prior's baseline
+        x = np.broadcast_to(start, (n, t, len(start))).copy()
+        objective = self.neg_log_posterior(x, media, controls, sales)
         for _ in range(self.iterations):
+            u = x[..., :c]
             eu = np.exp(u)
-            post = self.prior.smooth(eu * media, controls, sales - (eu * media * (1.0 - u)).sum(-1))
-            step = float(np.max(np.abs(post.mean[..., :c] - u), initial=0.0))
-            u = post.mean[..., :c]
-            if step < self.tol:
+            post = p.smooth(eu * media, controls, sales - (eu * media * (1.0 - u)).sum(-1))
+            x, objective, move = self._line_search(x, post.mean, objective, media, controls, sales)
+            converged = move < self.tol
+            if converged.all():
                 break
-        return replace(post, log_media=True)
+        if not converged.all():
+            warnings.warn(f"log Kalman smoother: {int((~converged).sum())} of {n} series did not converge in "
+                          f"{self.iterations} passes (largest move {float(move.max()):.3g} > tol {self.tol})",
+                          RuntimeWarning, stacklevel=2)
+        return replace(post, mean=x, log_media=True, converged=converged)
+
+    def _line_search(self, x: np.ndarray, target: np.ndarray, objective: np.ndarray, media: np.ndarray,
+                     controls: np.ndarray, sales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per series, the longest step ``x + 2^-j (target - x)`` that lowers the negative log posterior."""
+        c = media.shape[-1]
+        step = target - x
+        alpha = np.ones(len(x))
+        new = x + step
+        val = self.neg_log_posterior(new, media, controls, sales)
+        for _ in range(self.max_halvings):
+            bad = ~(val <= objective)
+            if not bad.any():
+                break
+            alpha[bad] *= 0.5
+            new[bad] = x[bad] + alpha[bad, None, None] * step[bad]
+            val[bad] = self.neg_log_posterior(new[bad], media[bad], controls[bad], sales[bad])
+        bad = ~(val <= objective)
+        new[bad], val[bad], alpha[bad] = x[bad], objective[bad], 0.0
+        move = alpha * np.abs(step[..., :c]).max(axis=(1, 2))
+        return new, val, move
