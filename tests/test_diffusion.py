@@ -155,6 +155,15 @@ def test_log_smoother_converges_to_the_posterior_mode():
     assert np.all(post.beta_quantile(0.05) < post.beta) and np.all(post.beta < post.beta_quantile(0.95))
 
 
+@pytest.mark.parametrize("draws", [39, 64])
+def test_sample_bands_cover_at_their_nominal_level_however_few_the_draws(draws):
+    """Truth and draws from the same distribution: the 90% band must hold the truth 90% of the time."""
+    rng = np.random.default_rng(0)
+    sample, truth = rng.standard_normal((40000, draws)), rng.standard_normal(40000)
+    lo, hi = ex.sample_quantile(sample, 0.05), ex.sample_quantile(sample, 0.95)
+    assert abs(float(((truth >= lo) & (truth <= hi)).mean()) - 0.90) < 0.006
+
+
 def test_log_smoother_damps_its_steps_where_undamped_gauss_newton_diverges():
     """Three wear-out series on which the undamped iteration reached coefficients of 1e7 to 1e17."""
     from mmmlib.tvc.wearout import WearoutDynamics, simulate_wearout

@@ -33,6 +33,7 @@ __all__ = [
     "plot_decomposition",
     "plot_paths",
     "plot_training",
+    "sample_quantile",
     "score_paths",
     "score_table",
     "sampling_speed",
@@ -126,10 +127,25 @@ class PathEstimate:
     seconds: float
 
 
+def sample_quantile(draws: np.ndarray, q: float, axis: int = 1) -> np.ndarray:
+    """The ``q`` quantile of ``draws`` along ``axis``, read so that sample bands are unbiased.
+
+    With :math:`S` draws, the interval between the :math:`j`-th smallest and the :math:`j`-th
+    largest holds a fresh draw from the same distribution with probability
+    :math:`(S + 1 - 2j)/(S + 1)`, whatever the distribution. NumPy's default rule puts the ``q``
+    quantile at rank :math:`1 + q(S - 1)`, so a 90% band from 32 exact posterior draws covers
+    only about 0.85. The rule used here (Hyndman and Fan's type 6) puts it at rank
+    :math:`q(S + 1)`: exact when that is a whole number (for 90% bands, :math:`S` = 19, 39,
+    59, ...), and within about 0.01 between those counts for :math:`S \\ge 24`, so a method's
+    coverage is not lowered by how few paths it drew.
+    """
+    return np.quantile(draws, q, axis=axis, method="weibull")
+
+
 def estimate_from_samples(samples: PathSamples, world: TVCWorld) -> PathEstimate:
-    """Posterior mean, quantiles and reconstructed sales from sampled paths."""
+    """Posterior mean, quantiles (:func:`sample_quantile`) and reconstructed sales from sampled paths."""
     fitted = samples.sales(world.media, world.controls).mean(1)
-    return PathEstimate(samples.beta.mean(1), lambda q: np.quantile(samples.beta, q, axis=1), fitted,
+    return PathEstimate(samples.beta.mean(1), lambda q: sample_quantile(samples.beta, q), fitted,
                         samples.seconds)
 
 
