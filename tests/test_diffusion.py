@@ -290,8 +290,37 @@ def test_correlation_spread_of_subsets():
         ex.correlation_spread(perfect, w, size=7)
 
 
+def test_bootstrap_scores_are_paired_and_bracket_the_score():
+    cfg = TVCConfig(n_weeks=30, channels=("a", "b"), beta_median=(1.0, 1.0), decay=(0.1, 0.1), on_share=(0.5, 0.5))
+    w = simulate_tvc(cfg, 40, seed=0)
+    rng = np.random.default_rng(2)
+    noisy = w.beta + 0.5 * w.beta.std() * rng.normal(size=w.beta.shape)
+    noisier = w.beta + 1.5 * w.beta.std() * rng.normal(size=w.beta.shape)
+    est = {"a": ex.PathEstimate(noisy, lambda q: noisy, w.sales, 0.0),
+           "b": ex.PathEstimate(noisier, lambda q: noisier, w.sales, 0.0)}
+    tab = ex.bootstrap_scores(est, w, reference="b", draws=300)
+    assert tab.loc["a", "corr"] == pytest.approx(ex.score_paths(est["a"], w)["corr"])
+    assert (tab["lo"] <= tab["corr"]).all() and (tab["corr"] <= tab["hi"]).all()
+    assert tab.loc["b", ["diff", "diff_lo", "diff_hi"]].abs().max() == 0.0  # a method against itself
+    assert 0 < tab.loc["a", "diff_lo"] <= tab.loc["a", "diff"] <= tab.loc["a", "diff_hi"]
+    # pairing: the difference varies less over resamples than the sum of the two scores' spreads
+    assert tab.loc["a", "diff_hi"] - tab.loc["a", "diff_lo"] < (tab["hi"] - tab["lo"]).sum()
+    part = ex.restrict(est["a"], slice(0, 5))
+    assert part.mean.shape[0] == 5 and part.quantile(0.5).shape == part.mean.shape
+
+
+def test_log_kalman_estimate_counts_instead_of_warning(worlds):
+    train, test = worlds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, stuck = ex.estimate_from_log_kalman(LogKalmanTVC.calibrate(train, iterations=1), test)
+    assert stuck == test.n
+    assert ex.estimate_from_log_kalman(LogKalmanTVC.calibrate(train), test)[1] == 0
+
+
 @pytest.mark.parametrize("kwargs, match", [({"iterations": 0}, "iterations"), ({"iterations": 2.5}, "iterations"),
-                                           ({"iterations": True}, "iterations"), ({"tol": 0.0}, "tol")])
+                                           ({"iterations": True}, "iterations"), ({"tol": 0.0}, "tol"),
+                                           ({"max_halvings": -1}, "max_halvings")])
 def test_log_smoother_settings_are_checked_when_built(worlds, kwargs, match):
     """Checked by the dataclass itself, not only by ``calibrate``: a directly built smoother
     with no Gauss-Newton pass would return the prior as if it were a posterior."""

@@ -1,12 +1,16 @@
-"""Chapter 5's experiments: diffusion for time-varying coefficients against a Kalman smoother.
+"""Chapter 5's experiments: diffusion for time-varying coefficients against state-space smoothers.
 
-The functions simulate the worlds, fit the models, score coefficient paths against the truth
-(correlation, interval coverage, sales reconstruction) and draw the chapter's figures. See Chapter 5.
+The functions simulate the two world families (log-OU coefficients, and creative wear-out with
+resets and regime jumps), fit the models, score coefficient paths against the truth (correlation
+with its spread over resampled series, interval coverage, sales reconstruction) and draw the
+chapter's figures. See Chapter 5.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+import warnings
+from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,28 +19,41 @@ import seaborn as sns
 
 from mmmlib.runtime import check_profile
 from mmmlib.tvc.diffusion import DiffusionConfig, PathSamples, TVCDiffusion
-from mmmlib.tvc.statespace import TVCPosterior
+from mmmlib.tvc.particle import ParticleTVC
+from mmmlib.tvc.statespace import LogKalmanTVC, TVCPosterior
+from mmmlib.tvc.wearout import WearoutDynamics, WearoutPaths, simulate_wearout
 from mmmlib.tvc.world import TVCConfig, TVCWorld, baseline_features, simulate_tvc
 
 __all__ = [
-    "DiffusionSettings",
-    "PathEstimate",
+    "bootstrap_scores",
     "check_world",
     "correlation_spread",
     "coverage_curve",
+    "DiffusionSettings",
     "estimate_from_kalman",
+    "estimate_from_log_kalman",
     "estimate_from_samples",
+    "first_draws",
+    "headline",
+    "make_wearout_worlds",
     "make_worlds",
+    "oracle_estimate",
+    "particle_estimate",
     "path_correlation",
+    "PathEstimate",
     "plot_calibration",
     "plot_correlations",
     "plot_decomposition",
+    "plot_families",
     "plot_paths",
+    "plot_score_intervals",
     "plot_training",
+    "restrict",
     "sample_quantile",
+    "sampling_speed",
     "score_paths",
     "score_table",
-    "sampling_speed",
+    "series_scores",
 ]
 
 Z90 = 1.6448536269514722
@@ -61,8 +78,24 @@ class DiffusionSettings:
     ddpm_series : int
         Test series on which the (slower) DDPM sampler is also scored.
     n_check : int
-        Further fresh series on which only the (cheap) smoothers are scored, to show how much a
+        Further fresh series on which the smoothers and our model are scored, to show how much a
         score on ``n_test`` series varies and what the data identify.
+    check_draws : int
+        Sampled paths per series on the large sets (19: the smallest and largest of 19 draws
+        bound an exact 90% interval, see :func:`sample_quantile`; 39 for ``n_samples``: the
+        2nd smallest and largest).
+    wearout : WearoutDynamics
+        The second world family (creative wear-out with resets, regime jumps).
+    n_wearout_test : int
+        Test series of the wear-out family (its training and validation sets have the sizes
+        of the log-OU family's).
+    particles : int
+        Particles of the true-dynamics smoother on every wear-out test series.
+    particle_ladder : tuple of int
+        Larger particle counts run on the first ``ladder_series`` test series, to show how far
+        the particle smoother is from its limit.
+    n_transfer : int
+        Series on which a model trained on one family is tested on the other.
     """
 
     world: TVCConfig
@@ -70,10 +103,17 @@ class DiffusionSettings:
     n_valid: int
     n_test: int
     fit: DiffusionConfig
-    n_samples: int = 64
+    n_samples: int = 39
     ablation_samples: int = 32
     ddpm_series: int = 10
     n_check: int = 100
+    check_draws: int = 39
+    wearout: WearoutDynamics = field(default_factory=WearoutDynamics)
+    n_wearout_test: int = 300
+    particles: int = 500
+    particle_ladder: tuple[int, ...] = (2000, 4000)
+    ladder_series: int = 20
+    n_transfer: int = 100
 
     @property
     def source_fit(self) -> DiffusionConfig:
@@ -85,11 +125,13 @@ class DiffusionSettings:
         """The chapter's settings for ``quick`` or ``full``."""
         if check_profile(profile) == "quick":
             return cls(world=TVCConfig(n_weeks=52), n_train=1000, n_valid=200, n_test=20,
-                       fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=32,
-                       ablation_samples=16, ddpm_series=4, n_check=100)
+                       fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=39,
+                       ablation_samples=16, ddpm_series=4, n_check=100, check_draws=19, n_wearout_test=60,
+                       particles=100, particle_ladder=(400,), ladder_series=8, n_transfer=20)
         return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=40,
-                   fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=64,
-                   ablation_samples=32, ddpm_series=4, n_check=300)
+                   fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=39,
+                   ablation_samples=32, ddpm_series=4, n_check=300, check_draws=19, n_wearout_test=300,
+                   particles=500, particle_ladder=(4000,), ladder_series=20, n_transfer=60)
 
 
 def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, TVCWorld, TVCWorld]:
@@ -103,6 +145,97 @@ def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, T
 def check_world(settings: DiffusionSettings, seed: int = 0) -> TVCWorld:
     """``n_check`` further fresh series, independent of :func:`make_worlds`'s three."""
     return simulate_tvc(settings.world, settings.n_check, seed=1000 * seed + 4)
+
+
+def make_wearout_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, TVCWorld, TVCWorld, WearoutPaths]:
+    """Training, validation and test series of the wear-out family, and the test series' latent paths.
+
+    Same sizes as the log-OU family's training and validation sets, ``n_wearout_test`` test
+    series; generator seeds differ from every log-OU set's.
+    """
+    s = settings
+    train, _ = simulate_wearout(s.world, s.wearout, s.n_train, seed=1000 * seed + 11)
+    valid, _ = simulate_wearout(s.world, s.wearout, s.n_valid, seed=1000 * seed + 12)
+    test, paths = simulate_wearout(s.world, s.wearout, s.n_wearout_test, seed=1000 * seed + 13)
+    return train, valid, test, paths
+
+
+def estimate_from_log_kalman(smoother: LogKalmanTVC, world: TVCWorld) -> tuple[PathEstimate, int]:
+    """The log Kalman smoother's estimate, and the number of series whose mode search did not converge.
+
+    The smoother warns about such series; here the count is returned instead, to be reported.
+    """
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="log Kalman smoother: .* did not converge", category=RuntimeWarning)
+        post = smoother.smooth(world.media, world.controls, world.sales)
+    return estimate_from_kalman(post, world, time.perf_counter() - start), int((~post.converged).sum())
+
+
+def oracle_estimate(train: TVCWorld, world: TVCWorld, paths: WearoutPaths, dynamics: WearoutDynamics,
+                    draws: int) -> PathEstimate:
+    """The posterior of a smoother told every launch and jump (only levels, controls, baseline unknown)."""
+    oracle = ParticleTVC.calibrate(train, dynamics, n_particles=1, n_draws=draws)
+    samples, _ = oracle.given_multipliers(world.media, world.controls, world.sales,
+                                          world.beta / paths.fresh[:, None, :])
+    return estimate_from_samples(samples, world)
+
+
+def particle_estimate(train: TVCWorld, world: TVCWorld, dynamics: WearoutDynamics, particles: int,
+                      draws: int, seed: int = 0) -> PathEstimate:
+    """The particle smoother under the true wear-out dynamics (:class:`~mmmlib.tvc.particle.ParticleTVC`)."""
+    pf = ParticleTVC.calibrate(train, dynamics, n_particles=particles, n_draws=draws, seed=seed)
+    return estimate_from_samples(pf.sample(world.media, world.controls, world.sales), world)
+
+
+def first_draws(samples: PathSamples, k: int) -> PathSamples:
+    """The first ``k`` sampled paths of every series (to measure what fewer draws cost)."""
+    if not 1 <= k <= samples.beta.shape[1]:
+        raise ValueError(f"k must lie in 1..{samples.beta.shape[1]} (the draws available), got {k}")
+    return PathSamples(samples.beta[:, :k], samples.gamma[:, :k], samples.baseline[:, :k], samples.seconds)
+
+
+def restrict(est: PathEstimate, rows: slice) -> PathEstimate:
+    """The same estimate restricted to some series."""
+    return PathEstimate(est.mean[rows], lambda q: est.quantile(q)[rows], est.sales[rows], est.seconds)
+
+
+def series_scores(est: PathEstimate, world: TVCWorld) -> np.ndarray:
+    """Within-series path correlation of every series and channel, shape (N, C)."""
+    return path_correlation(est.mean, world.beta)
+
+
+def headline(r: np.ndarray) -> float:
+    """The chapter's headline correlation: median over channels of the median over series of ``r`` (N, C)."""
+    return float(np.median(np.nanmedian(r, axis=0)))
+
+
+def bootstrap_scores(estimates: dict[str, PathEstimate], world: TVCWorld, reference: str | None = None,
+                     draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Headline correlation of each method with its 5-95% spread over bootstrap resamples of the series.
+
+    Every method is resampled on the same series each draw, so ``diff_*`` columns (method minus
+    ``reference``) carry the paired spread of a difference, narrower than either score's.
+
+    Returns
+    -------
+    DataFrame
+        One row per method: ``corr``, ``lo``, ``hi`` and, with ``reference``, ``diff``,
+        ``diff_lo``, ``diff_hi``.
+    """
+    r = {name: series_scores(est, world) for name, est in estimates.items()}
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(0, world.n, world.n) for _ in range(draws)]
+    boot = {name: np.array([headline(v[i]) for i in idx]) for name, v in r.items()}
+    rows = {}
+    for name, v in r.items():
+        row = {"corr": headline(v), "lo": float(np.quantile(boot[name], 0.05)), "hi": float(np.quantile(boot[name], 0.95))}
+        if reference is not None:
+            d = boot[name] - boot[reference]
+            row |= {"diff": headline(v) - headline(r[reference]), "diff_lo": float(np.quantile(d, 0.05)),
+                    "diff_hi": float(np.quantile(d, 0.95))}
+        rows[name] = row
+    return pd.DataFrame(rows).T
 
 
 @dataclass
@@ -185,9 +318,8 @@ def correlation_spread(est: PathEstimate, world: TVCWorld, size: int, draws: int
         raise ValueError(f"size must lie in 1..{world.n} (the series available), got {size}")
     r = path_correlation(est.mean, world.beta)  # (N, C)
     rng = np.random.default_rng(seed)
-    meds = np.array([np.median(np.nanmedian(r[rng.choice(world.n, size, replace=False)], axis=0))
-                     for _ in range(draws)])
-    return {"all": float(np.median(np.nanmedian(r, axis=0))), "sd": float(meds.std()),
+    meds = np.array([headline(r[rng.choice(world.n, size, replace=False)]) for _ in range(draws)])
+    return {"all": headline(r), "sd": float(meds.std()),
             "lo": float(np.quantile(meds, 0.05)), "hi": float(np.quantile(meds, 0.95))}
 
 
@@ -217,7 +349,7 @@ def score_paths(est: PathEstimate, world: TVCWorld) -> dict[str, float]:
     pooled = [np.corrcoef(est.mean[..., j].ravel(), truth[..., j].ravel())[0, 1] for j in range(truth.shape[-1])]
     lo, hi = est.quantile(0.05), est.quantile(0.95)
     return {
-        "corr": float(np.median(np.nanmedian(r, axis=0))),
+        "corr": headline(r),
         "corr_pooled": float(np.median(pooled)),
         "coverage90": float(((truth >= lo) & (truth <= hi)).mean()),
         "width90": float(np.mean((hi - lo) / truth)),
@@ -331,4 +463,39 @@ def plot_calibration(curves: dict[str, dict[float, float]]) -> plt.Figure:
     ax.set(xlabel="nominal coverage", ylabel="share of true coefficients inside", xlim=(0.4, 1), ylim=(0, 1),
            title="Calibration of the bands")
     ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def plot_families(families: dict[str, TVCWorld], channel: int = 0, n_series: int = 4) -> plt.Figure:
+    """True media coefficient paths of a few series of each world family, one panel per family."""
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.4), sharey=True,
+                             layout="constrained")
+    for ax, (name, world) in zip(np.atleast_1d(axes), families.items(), strict=True):
+        t = np.arange(world.config.n_weeks)
+        for i in range(n_series):
+            ax.plot(t, world.beta[i, :, channel], lw=1.2)
+        ax.set(title=name, xlabel="week", yscale="log")
+    np.atleast_1d(axes)[0].set_ylabel(f"true β, {families[next(iter(families))].config.channels[channel]} (log scale)")
+    return fig
+
+
+def plot_score_intervals(table: pd.DataFrame) -> plt.Figure:
+    """Headline path correlation of each method with its 5-95% bootstrap spread, one panel per test family.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``family``, ``method``, ``corr``, ``lo``, ``hi`` (as from :func:`bootstrap_scores`).
+    """
+    fams = list(dict.fromkeys(table["family"]))
+    fig, axes = plt.subplots(1, len(fams), figsize=(6.0 * len(fams), 0.45 * table.groupby("family").size().max() + 1.4),
+                             layout="constrained", squeeze=False)
+    for ax, fam in zip(axes[0], fams, strict=True):
+        sub = table[table["family"] == fam].reset_index(drop=True)
+        y = np.arange(len(sub))[::-1]
+        ax.errorbar(sub["corr"], y, xerr=[sub["corr"] - sub["lo"], sub["hi"] - sub["corr"]], fmt="o", color="tab:blue",
+                    ecolor="0.4", capsize=3)
+        ax.set_yticks(y, sub["method"])
+        ax.set(title=f"test series: {fam}", xlabel="median path correlation (5-95% over resampled series)")
+        ax.grid(axis="x", alpha=0.3)
     return fig
