@@ -12,10 +12,13 @@ from mmmlib.runtime import setup
 from mmmlib.tvc import experiment as ex
 from mmmlib.tvc.diffusion import (
     DiffusionConfig,
+    PathSamples,
     TVCDiffusion,
     TVCScaler,
     cosine_schedule,
     project_sales,
+    sample_quantile,
+    spread_factor,
 )
 from mmmlib.tvc.statespace import KalmanTVC, LogKalmanTVC
 from mmmlib.tvc.world import (
@@ -131,7 +134,7 @@ def test_log_smoother_converges_to_the_posterior_mode():
     long_run = np.concatenate([m0[:3], np.zeros(4)])
     prior = KalmanTVC(m0=m0, P0=p0, phi=phi, q=q, long_run=long_run, r=0.05)
     sales = 10 + (3 * media).sum(-1) + 0.3 * rng.normal(size=(1, t))
-    post = LogKalmanTVC(prior, iterations=30, tol=1e-10).smooth(media, controls, sales)
+    post = LogKalmanTVC(prior, iterations=30, tol=1e-7).smooth(media, controls, sales)
     d = c + k
 
     def neg_log_post(x):
@@ -160,27 +163,42 @@ def test_sample_bands_cover_at_their_nominal_level_however_few_the_draws(draws):
     """Truth and draws from the same distribution: the 90% band must hold the truth 90% of the time."""
     rng = np.random.default_rng(0)
     sample, truth = rng.standard_normal((40000, draws)), rng.standard_normal(40000)
-    lo, hi = ex.sample_quantile(sample, 0.05), ex.sample_quantile(sample, 0.95)
+    lo, hi = sample_quantile(sample, 0.05), sample_quantile(sample, 0.95)
     assert abs(float(((truth >= lo) & (truth <= hi)).mean()) - 0.90) < 0.006
 
 
-def test_log_smoother_damps_its_steps_where_undamped_gauss_newton_diverges():
-    """Three wear-out series on which the undamped iteration reached coefficients of 1e7 to 1e17."""
+@pytest.fixture(scope="module")
+def diverging_series():
+    """Three wear-out series on which undamped Gauss-Newton reached coefficients of 1e7 to 1e17."""
     from mmmlib.tvc.wearout import WearoutDynamics, simulate_wearout
 
     cfg = TVCConfig(n_weeks=104)
     train, _ = simulate_wearout(cfg, WearoutDynamics(), 2000, seed=1)
     test = simulate_wearout(cfg, WearoutDynamics(), 300, seed=3)[0].subset(np.array([132, 201, 285]))
+    return train, test
+
+
+def test_log_smoother_damps_its_steps_where_undamped_gauss_newton_diverges(diverging_series):
+    train, test = diverging_series
     smoother = LogKalmanTVC.calibrate(train, iterations=40)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a slow (not diverging) search may still be flagged
-        post = smoother.smooth(test.media, test.controls, test.sales)
+    post = smoother.smooth(test.media, test.controls, test.sales, warn=False)
     ratio = post.beta.max(axis=(1, 2)) / test.beta.max(axis=(1, 2))
     assert np.all((ratio > 0.5) & (ratio < 2)), ratio
-    d = test.media.shape[-1] + test.controls.shape[-1]
-    start = np.broadcast_to(np.concatenate([smoother.prior.long_run[:d], smoother.prior.m0[d:]]), post.mean.shape)
+    start = smoother.initial_states(*test.media.shape, test.controls.shape[-1])
     assert np.all(smoother.neg_log_posterior(post.mean, test.media, test.controls, test.sales)
                   < smoother.neg_log_posterior(start, test.media, test.controls, test.sales))
+
+
+def test_log_smoother_counts_a_stalled_search_as_not_converged(diverging_series):
+    """Without halvings the first full step overshoots and is refused: the series stays at its start."""
+    train, test = diverging_series
+    smoother = LogKalmanTVC.calibrate(train, iterations=5)
+    smoother = LogKalmanTVC(smoother.prior, iterations=5, max_halvings=0)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        post = smoother.smooth(test.media, test.controls, test.sales)
+    stalled = np.all(post.mean == smoother.initial_states(*test.media.shape, test.controls.shape[-1]), axis=(1, 2))
+    assert stalled.any()
+    assert not post.converged[stalled].any()
 
 
 def test_log_smoother_flags_and_warns_about_series_that_did_not_converge(worlds):
@@ -259,6 +277,57 @@ def test_projection_makes_samples_reproduce_sales(fitted, worlds):
     proj = fitted.sample(test.media, test.controls, test.sales, n_samples=4, project=True, seed=0)
     mape = [np.mean(np.abs(s.sales(test.media, test.controls).mean(1) - test.sales) / test.sales) for s in (free, proj)]
     assert mape[1] < mape[0] and mape[1] < 0.03
+
+
+def _band_coverage(beta, truth):
+    lo, hi = np.quantile(beta, 0.05, axis=1, method="weibull"), np.quantile(beta, 0.95, axis=1, method="weibull")
+    return float(((truth >= lo) & (truth <= hi)).mean())
+
+
+def _lognormal_samples(draw_sd, n=20000):
+    rng = np.random.default_rng(4)
+    truth = np.exp(rng.standard_normal((n, 1, 3)))
+    beta = np.exp(draw_sd * rng.standard_normal((n, 19, 1, 3)))
+    return PathSamples(beta, rng.normal(size=(n, 19, 1, 2)), rng.normal(size=(n, 19, 1)), 0.0), truth
+
+
+def test_widen_scales_the_log_spread_and_keeps_the_median():
+    samples, _ = _lognormal_samples(0.5, n=50)
+    wide = samples.widen(1.7)
+    log_b, log_w = np.log(samples.beta), np.log(wide.beta)
+    assert np.allclose(log_w.mean(1), log_b.mean(1)) and np.allclose(log_w.std(1), 1.7 * log_b.std(1))
+    assert np.allclose(np.median(log_w, 1) - log_b.mean(1), 1.7 * (np.median(log_b, 1) - log_b.mean(1)))
+    assert wide.gamma is samples.gamma and wide.baseline is samples.baseline
+    with pytest.raises(ValueError, match="positive"):
+        samples.widen(0.0)
+
+
+@pytest.mark.parametrize("draw_sd, expected", [(0.5, 2.0), (1.0, 1.0)])
+def test_spread_factor_brings_bands_to_nominal_coverage(draw_sd, expected):
+    """Log draws narrower than the truth's spread (or as wide): the factor restores 90% coverage."""
+    samples, truth = _lognormal_samples(draw_sd)
+    f = spread_factor(samples, truth)
+    assert f == pytest.approx(expected, rel=0.05)
+    assert _band_coverage(samples.widen(f).beta, truth) == pytest.approx(0.90, abs=2e-4)
+    assert _band_coverage(samples.widen(0.97 * f).beta, truth) < 0.895 < 0.905 < _band_coverage(samples.widen(1.03 * f).beta, truth)
+    with pytest.raises(ValueError, match="does not match"):
+        spread_factor(samples, truth[:, :, :2])
+
+
+def test_calibrated_spread_covers_the_calibration_series_and_keeps_the_mean(worlds):
+    setup(0)
+    train, test = worlds
+    model = TVCDiffusion(DiffusionConfig(d_model=32, heads=4, steps=20, ddim_steps=5, epochs=2, batch_size=50)).fit(train)
+    cal = model.calibrate_spread(test, n_samples=19, seed=0)
+    assert cal.series == test.n and cal.draws == 19 and cal.steps == 5 and cal.factor > 0
+    raw = model.sample(test.media, test.controls, test.sales, 19, seed=0, calibrated=False)
+    scaled = model.sample(test.media, test.controls, test.sales, 19, seed=0)
+    assert ex.score_paths(ex.estimate_from_samples(raw, test), test)["coverage90"] == pytest.approx(cal.raw_coverage)
+    assert ex.score_paths(ex.estimate_from_samples(scaled, test), test)["coverage90"] == pytest.approx(0.90, abs=0.01)
+    assert np.allclose(scaled.beta, raw.widen(cal.factor).beta, rtol=1e-6)
+    with pytest.raises(ValueError, match="calibrated with"):
+        model.sample(test.media[:1], test.controls[:1], test.sales[:1], 4, project=False)
+    assert model.sample(test.media[:1], test.controls[:1], test.sales[:1], 4, project=False, calibrated=False).beta.shape[1] == 4
 
 
 def test_scores_against_known_answers():

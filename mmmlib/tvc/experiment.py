@@ -9,7 +9,6 @@ chapter's figures. See Chapter 5.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
@@ -18,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from mmmlib.runtime import check_profile
-from mmmlib.tvc.diffusion import DiffusionConfig, PathSamples, TVCDiffusion
+from mmmlib.tvc.diffusion import DiffusionConfig, PathSamples, TVCDiffusion, sample_quantile
 from mmmlib.tvc.particle import ParticleTVC
 from mmmlib.tvc.statespace import LogKalmanTVC, TVCPosterior
 from mmmlib.tvc.wearout import WearoutDynamics, WearoutPaths, simulate_wearout
@@ -49,7 +48,6 @@ __all__ = [
     "plot_score_intervals",
     "plot_training",
     "restrict",
-    "sample_quantile",
     "sampling_speed",
     "score_paths",
     "score_table",
@@ -82,7 +80,7 @@ class DiffusionSettings:
         score on ``n_test`` series varies and what the data identify.
     check_draws : int
         Sampled paths per series on the large sets (19: the smallest and largest of 19 draws
-        bound an exact 90% interval, see :func:`sample_quantile`; 39 for ``n_samples``: the
+        bound an exact 90% interval, see :func:`~mmmlib.tvc.diffusion.sample_quantile`; 39 for ``n_samples``: the
         2nd smallest and largest).
     wearout : WearoutDynamics
         The second world family (creative wear-out with resets, regime jumps).
@@ -96,6 +94,9 @@ class DiffusionSettings:
         the particle smoother is from its limit.
     n_transfer : int
         Series on which a model trained on one family is tested on the other.
+    n_calibrate : int
+        Validation series of each family on which our model's spread is calibrated
+        (:meth:`~mmmlib.tvc.diffusion.TVCDiffusion.calibrate_spread`), ``check_draws`` paths each.
     """
 
     world: TVCConfig
@@ -104,16 +105,17 @@ class DiffusionSettings:
     n_test: int
     fit: DiffusionConfig
     n_samples: int = 39
-    ablation_samples: int = 32
-    ddpm_series: int = 10
-    n_check: int = 100
-    check_draws: int = 39
+    ablation_samples: int = 19
+    ddpm_series: int = 4
+    n_check: int = 300
+    check_draws: int = 19
     wearout: WearoutDynamics = field(default_factory=WearoutDynamics)
     n_wearout_test: int = 300
     particles: int = 500
-    particle_ladder: tuple[int, ...] = (2000, 4000)
+    particle_ladder: tuple[int, ...] = (4000,)
     ladder_series: int = 20
-    n_transfer: int = 100
+    n_transfer: int = 60
+    n_calibrate: int = 100
 
     @property
     def source_fit(self) -> DiffusionConfig:
@@ -126,12 +128,14 @@ class DiffusionSettings:
         if check_profile(profile) == "quick":
             return cls(world=TVCConfig(n_weeks=52), n_train=1000, n_valid=200, n_test=20,
                        fit=DiffusionConfig(d_model=64, steps=100, ddim_steps=20, epochs=6), n_samples=39,
-                       ablation_samples=16, ddpm_series=4, n_check=100, check_draws=19, n_wearout_test=60,
-                       particles=100, particle_ladder=(400,), ladder_series=8, n_transfer=20)
+                       ablation_samples=19, ddpm_series=4, n_check=100, check_draws=19, n_wearout_test=60,
+                       particles=100, particle_ladder=(400,), ladder_series=8, n_transfer=20,
+                       n_calibrate=40)
         return cls(world=TVCConfig(n_weeks=104), n_train=6000, n_valid=300, n_test=40,
-                   fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=50, epochs=20), n_samples=39,
-                   ablation_samples=32, ddpm_series=4, n_check=300, check_draws=19, n_wearout_test=300,
-                   particles=500, particle_ladder=(4000,), ladder_series=20, n_transfer=60)
+                   fit=DiffusionConfig(d_model=64, steps=500, ddim_steps=20, epochs=14), n_samples=39,
+                   ablation_samples=19, ddpm_series=4, n_check=300, check_draws=19, n_wearout_test=300,
+                   particles=500, particle_ladder=(4000,), ladder_series=20, n_transfer=60,
+                   n_calibrate=100)
 
 
 def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, TVCWorld, TVCWorld]:
@@ -161,14 +165,9 @@ def make_wearout_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVC
 
 
 def estimate_from_log_kalman(smoother: LogKalmanTVC, world: TVCWorld) -> tuple[PathEstimate, int]:
-    """The log Kalman smoother's estimate, and the number of series whose mode search did not converge.
-
-    The smoother warns about such series; here the count is returned instead, to be reported.
-    """
+    """The log Kalman smoother's estimate, and the number of series whose mode search did not converge."""
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="log Kalman smoother: .* did not converge", category=RuntimeWarning)
-        post = smoother.smooth(world.media, world.controls, world.sales)
+    post = smoother.smooth(world.media, world.controls, world.sales, warn=False)
     return estimate_from_kalman(post, world, time.perf_counter() - start), int((~post.converged).sum())
 
 
@@ -260,23 +259,8 @@ class PathEstimate:
     seconds: float
 
 
-def sample_quantile(draws: np.ndarray, q: float, axis: int = 1) -> np.ndarray:
-    """The ``q`` quantile of ``draws`` along ``axis``, read so that sample bands are unbiased.
-
-    With :math:`S` draws, the interval between the :math:`j`-th smallest and the :math:`j`-th
-    largest holds a fresh draw from the same distribution with probability
-    :math:`(S + 1 - 2j)/(S + 1)`, whatever the distribution. NumPy's default rule puts the ``q``
-    quantile at rank :math:`1 + q(S - 1)`, so a 90% band from 32 exact posterior draws covers
-    only about 0.85. The rule used here (Hyndman and Fan's type 6) puts it at rank
-    :math:`q(S + 1)`: exact when that is a whole number (for 90% bands, :math:`S` = 19, 39,
-    59, ...), and within about 0.01 between those counts for :math:`S \\ge 24`, so a method's
-    coverage is not lowered by how few paths it drew.
-    """
-    return np.quantile(draws, q, axis=axis, method="weibull")
-
-
 def estimate_from_samples(samples: PathSamples, world: TVCWorld) -> PathEstimate:
-    """Posterior mean, quantiles (:func:`sample_quantile`) and reconstructed sales from sampled paths."""
+    """Posterior mean, quantiles (:func:`~mmmlib.tvc.diffusion.sample_quantile`) and reconstructed sales from sampled paths."""
     fitted = samples.sales(world.media, world.controls).mean(1)
     return PathEstimate(samples.beta.mean(1), lambda q: sample_quantile(samples.beta, q), fitted,
                         samples.seconds)
@@ -316,7 +300,7 @@ def correlation_spread(est: PathEstimate, world: TVCWorld, size: int, draws: int
     """
     if not 1 <= size <= world.n:
         raise ValueError(f"size must lie in 1..{world.n} (the series available), got {size}")
-    r = path_correlation(est.mean, world.beta)  # (N, C)
+    r = series_scores(est, world)
     rng = np.random.default_rng(seed)
     meds = np.array([headline(r[rng.choice(world.n, size, replace=False)]) for _ in range(draws)])
     return {"all": headline(r), "sd": float(meds.std()),
@@ -345,7 +329,7 @@ def score_paths(est: PathEstimate, world: TVCWorld) -> dict[str, float]:
         (median absolute relative error of the coefficients), ``seconds``.
     """
     truth = world.beta
-    r = path_correlation(est.mean, truth)
+    r = series_scores(est, world)
     pooled = [np.corrcoef(est.mean[..., j].ravel(), truth[..., j].ravel())[0, 1] for j in range(truth.shape[-1])]
     lo, hi = est.quantile(0.05), est.quantile(0.95)
     return {
@@ -368,7 +352,7 @@ def channel_correlations(estimates: dict[str, PathEstimate], world: TVCWorld) ->
     """Median within-series correlation per method and channel (long format)."""
     rows = []
     for name, est in estimates.items():
-        r = np.nanmedian(path_correlation(est.mean, world.beta), axis=0)
+        r = np.nanmedian(series_scores(est, world), axis=0)
         rows += [{"method": name, "channel": ch, "correlation": float(v)} for ch, v in zip(world.config.channels, r, strict=True)]
     return pd.DataFrame(rows)
 
@@ -377,7 +361,7 @@ def sampling_speed(model: TVCDiffusion, world: TVCWorld, paths: int = 100, steps
                    method: str = "ddim") -> float:
     """Seconds to draw ``paths`` coefficient paths for one series with ``steps`` DDIM steps (or DDPM)."""
     s = model.sample(world.media[:1], world.controls[:1], world.sales[:1], n_samples=paths, method=method,
-                     steps=steps if method == "ddim" else None, seed=1)
+                     steps=steps if method == "ddim" else None, seed=1, calibrated=False)
     return s.seconds
 
 

@@ -107,8 +107,10 @@ class KalmanTVC:
 
     Attributes
     ----------
-    m0, P0 : ndarray
-        Prior mean (S,) and covariance (S, S) of the first week's state.
+    m0 : ndarray, shape (S,)
+        Prior mean of the first week's state.
+    P0 : ndarray, shape (S, S)
+        Prior covariance of the first week's state.
     phi, q : ndarray, shape (S,)
         AR(1) persistence and innovation variance of each state (1 and 0 for the baseline).
     long_run : ndarray, shape (S,)
@@ -214,9 +216,11 @@ class LogKalmanTVC:
     Each pass is a Gauss–Newton step on the posterior mode of the whole path; the step is
     damped per series by a backtracking line search on the negative log posterior (halving
     until it decreases), so a series whose path lies far from the prior's long-run level does
-    not overshoot into ever larger coefficients. Series whose largest log-coefficient move is
-    still above ``tol`` after ``iterations`` passes are flagged in ``TVCPosterior.converged``
-    and reported by a :class:`RuntimeWarning`.
+    not overshoot into ever larger coefficients. A series has converged when the Gauss–Newton
+    step it asks for moves no log coefficient by more than ``tol``; series that have not after
+    ``iterations`` passes (still moving, or stalled because no halving of the step lowers the
+    objective) are flagged in ``TVCPosterior.converged`` and reported by a
+    :class:`RuntimeWarning`.
 
     Attributes
     ----------
@@ -225,7 +229,8 @@ class LogKalmanTVC:
     iterations : int
         Most Gauss–Newton passes (each one linear smoother run).
     tol : float
-        A series has converged when no log coefficient moves more than this in a pass.
+        A series has converged when its full Gauss–Newton step moves no log coefficient by more
+        than this.
     max_halvings : int
         Most step halvings of the line search per pass.
     """
@@ -276,36 +281,51 @@ class LogKalmanTVC:
             + states[:, 0, d:] @ baseline_features(media.shape[1]).T
         return out + 0.5 * ((sales - fit) ** 2).sum(-1) / p.r
 
-    def smooth(self, media: np.ndarray, controls: np.ndarray, sales: np.ndarray) -> TVCPosterior:
+    def initial_states(self, n: int, t: int, c: int, k: int) -> np.ndarray:
+        """Where the mode search starts: the prior's long-run coefficients and baseline, shape (n, t, c + k + 4)."""
+        p = self.prior
+        start = np.concatenate([p.long_run[: c + k], p.m0[c + k:]])
+        return np.broadcast_to(start, (n, t, len(start))).copy()
+
+    def smooth(self, media: np.ndarray, controls: np.ndarray, sales: np.ndarray, warn: bool = True) -> TVCPosterior:
         """Posterior (Laplace approximation at the mode) of the paths of a batch of series.
 
-        The first pass linearises around the prior's long-run log coefficients; the returned
-        posterior has ``log_media=True`` and ``converged`` set per series.
+        The first pass linearises around :meth:`initial_states`; the returned posterior has
+        ``log_media=True`` and ``converged`` set per series.
+
+        Parameters
+        ----------
+        media, controls, sales : ndarray
+            As in :meth:`KalmanTVC.smooth`.
+        warn : bool
+            Warn when a series has not converged (``False`` when the caller reads ``converged``).
         """
         n, t, c = media.shape
         p = self.prior
-        d = c + controls.shape[-1]
-        start = np.concatenate([p.long_run[:d], p.m0[d:]])  # long-run coefficients, the prior's baseline
-        x = np.broadcast_to(start, (n, t, len(start))).copy()
+        x = self.initial_states(n, t, c, controls.shape[-1])
         objective = self.neg_log_posterior(x, media, controls, sales)
         for _ in range(self.iterations):
             u = x[..., :c]
             eu = np.exp(u)
             post = p.smooth(eu * media, controls, sales - (eu * media * (1.0 - u)).sum(-1))
-            x, objective, move = self._line_search(x, post.mean, objective, media, controls, sales)
-            converged = move < self.tol
+            wanted = np.abs(post.mean[..., :c] - u).max(axis=(1, 2))
+            x, objective = self._line_search(x, post.mean, objective, media, controls, sales)
+            converged = wanted < self.tol
             if converged.all():
                 break
-        if not converged.all():
+        if warn and not converged.all():
             warnings.warn(f"log Kalman smoother: {int((~converged).sum())} of {n} series did not converge in "
-                          f"{self.iterations} passes (largest move {float(move.max()):.3g} > tol {self.tol})",
-                          RuntimeWarning, stacklevel=2)
+                          f"{self.iterations} passes (largest Gauss-Newton step {float(wanted.max()):.3g} > "
+                          f"tol {self.tol})", RuntimeWarning, stacklevel=2)
         return replace(post, mean=x, log_media=True, converged=converged)
 
     def _line_search(self, x: np.ndarray, target: np.ndarray, objective: np.ndarray, media: np.ndarray,
-                     controls: np.ndarray, sales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per series, the longest step ``x + 2^-j (target - x)`` that lowers the negative log posterior."""
-        c = media.shape[-1]
+                     controls: np.ndarray, sales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per series, the longest step ``x + 2^-j (target - x)`` that lowers the negative log posterior.
+
+        A series for which no halving lowers it stays where it is (it is then not converged unless
+        its step was below ``tol``, see :meth:`smooth`).
+        """
         step = target - x
         alpha = np.ones(len(x))
         new = x + step
@@ -318,6 +338,5 @@ class LogKalmanTVC:
             new[bad] = x[bad] + alpha[bad, None, None] * step[bad]
             val[bad] = self.neg_log_posterior(new[bad], media[bad], controls[bad], sales[bad])
         bad = ~(val <= objective)
-        new[bad], val[bad], alpha[bad] = x[bad], objective[bad], 0.0
-        move = alpha * np.abs(step[..., :c]).max(axis=(1, 2))
-        return new, val, move
+        new[bad], val[bad] = x[bad], objective[bad]
+        return new, val
