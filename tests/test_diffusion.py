@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -192,8 +194,7 @@ def test_log_smoother_damps_its_steps_where_undamped_gauss_newton_diverges(diver
 def test_log_smoother_counts_a_stalled_search_as_not_converged(diverging_series):
     """Without halvings the first full step overshoots and is refused: the series stays at its start."""
     train, test = diverging_series
-    smoother = LogKalmanTVC.calibrate(train, iterations=5)
-    smoother = LogKalmanTVC(smoother.prior, iterations=5, max_halvings=0)
+    smoother = replace(LogKalmanTVC.calibrate(train), iterations=5, max_halvings=0)
     with pytest.warns(RuntimeWarning, match="did not converge"):
         post = smoother.smooth(test.media, test.controls, test.sales)
     stalled = np.all(post.mean == smoother.initial_states(*test.media.shape, test.controls.shape[-1]), axis=(1, 2))
@@ -314,10 +315,9 @@ def test_spread_factor_brings_bands_to_nominal_coverage(draw_sd, expected):
         spread_factor(samples, truth[:, :, :2])
 
 
-def test_calibrated_spread_covers_the_calibration_series_and_keeps_the_mean(worlds):
-    setup(0)
-    train, test = worlds
-    model = TVCDiffusion(DiffusionConfig(d_model=32, heads=4, steps=20, ddim_steps=5, epochs=2, batch_size=50)).fit(train)
+def test_calibrated_spread_covers_the_calibration_series(fitted, worlds):
+    _, test = worlds
+    model = copy.copy(fitted)  # calibrating sets model.spread; the shared fixture stays raw
     cal = model.calibrate_spread(test, n_samples=19, seed=0)
     assert cal.series == test.n and cal.draws == 19 and cal.steps == 5 and cal.factor > 0
     raw = model.sample(test.media, test.controls, test.sales, 19, seed=0, calibrated=False)
