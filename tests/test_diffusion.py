@@ -330,6 +330,21 @@ def test_calibrated_spread_covers_the_calibration_series(fitted, worlds):
     assert model.sample(test.media[:1], test.controls[:1], test.sales[:1], 4, project=False, calibrated=False).beta.shape[1] == 4
 
 
+def test_calibrate_spread_refuses_what_has_no_finite_factor(fitted, worlds):
+    _, test = worlds
+    model = copy.copy(fitted)
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        model.calibrate_spread(test, n_samples=1)
+    # draws without spread, all off the truth: no factor widens them onto it
+    flat = PathSamples(beta=np.repeat(test.beta[:, None] * 2.0, 3, axis=1), gamma=np.zeros((test.n, 3) + test.gamma.shape[1:]),
+                       baseline=np.zeros((test.n, 3, test.config.n_weeks)), seconds=0.0)
+    assert not np.isfinite(spread_factor(flat, test.beta))
+    model.sample = lambda *args, **kwargs: flat
+    with pytest.raises(ValueError, match="no finite factor"):
+        model.calibrate_spread(test, n_samples=3)
+    assert model.spread is None
+
+
 def test_scores_against_known_answers():
     truth = np.exp(np.random.default_rng(0).normal(size=(4, 30, 2)))
     cfg = TVCConfig(n_weeks=30, channels=("a", "b"), beta_median=(1.0, 1.0), decay=(0.1, 0.1), on_share=(0.5, 0.5))

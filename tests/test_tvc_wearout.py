@@ -153,3 +153,44 @@ def test_particle_smoother_checks_its_inputs():
         pf.given_multipliers(test.media, test.controls, test.sales, test.beta[:, :-1])
     with pytest.raises(ValueError, match="n_particles"):
         ParticleTVC.calibrate(train, dyn, n_particles=0)
+
+
+def test_floor_study_reruns_the_chapters_rung_and_loads(tmp_path):
+    """The study's first run is the chapter's top ladder rung (same worlds, settings and seed):
+    its score must equal the chapter's computation; the loader reads what the script writes."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mmmlib.data import DATA_FILES_READ
+    from mmmlib.tvc import experiment as ex
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "floor.json"
+    subprocess.run([sys.executable, "benchmarks/study_wearout_floor.py", "--quick", "--particles", "100", "200",
+                    "--draws", "29", "--out", str(out)], cwd=root, check=True, capture_output=True)
+    study = ex.load_floor_study(out)
+    assert str(out.resolve()) in DATA_FILES_READ
+    assert study.profile == "quick" and study.scored_draws == 19 and study.series == 8
+    assert list(study.runs["particles"]) == [400, 200, 100, 100] and list(study.runs["seed"]) == [0, 0, 0, 1]
+    assert study.runs["corr_more_draws"].isna().tolist() == [True, False, False, False]
+
+    s = ex.DiffusionSettings.for_profile("quick")
+    train, _, test, _ = ex.make_wearout_worlds(s, 0)
+    sub = test.subset(slice(0, s.ladder_series))
+    mine = ex.score_paths(ex.particle_estimate(train, sub, s.wearout, max(s.particle_ladder), s.check_draws, 0), sub)
+    assert study.runs.loc[0, "corr"] == pytest.approx(mine["corr"], abs=1e-12)
+    assert study.runs.loc[0, "coverage90"] == pytest.approx(mine["coverage90"], abs=1e-12)
+
+    fl = study.floor()  # 400 (the chapter's rung) is the largest count here
+    c = study.runs["corr"]
+    assert fl["particles"] == 400 and fl["corr"] == c[0] and fl["below"] == 200 and fl["rise"] == pytest.approx(c[0] - c[1])
+    assert fl["spread_particles"] == 100 and fl["spread"] == pytest.approx(abs(c[2] - c[3]))
+
+    doc = json.loads(out.read_text())
+    del doc["oracle"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="'oracle'"):
+        ex.load_floor_study(bad)

@@ -37,9 +37,9 @@ projection explains the residual only as far as the noise allows.
 
 **Calibrated spread** (our change, optional). A sampler trained on a finite set of paths can be
 too sure of itself. :meth:`TVCDiffusion.calibrate_spread` measures, on held-out simulated series
-with known paths, the factor by which every draw's deviation from the mean of the draws (log
-space for the media coefficients) must be scaled for the 90% bands of the media coefficients to
-hold 90% of the true values (Kuleshov et al. 2018's recalibration, for a single scale), and
+with known paths, the factor by which every draw's deviation of the log media coefficient from the
+mean over the draws must be scaled for the 90% bands of the media coefficients to hold 90% of the
+true values (control coefficients and the baseline are left as drawn) (Kuleshov et al. 2018's recalibration, for a single scale), and
 :meth:`TVCDiffusion.sample` applies it (:meth:`PathSamples.widen`). Median paths are kept; the
 factor is learned on the training family, so it is only as right as the family. See Chapter 5.
 """
@@ -415,7 +415,8 @@ def spread_factor(samples: PathSamples, truth: np.ndarray, level: float = 0.9) -
         scaling every deviation by :math:`f` moves the band to :math:`[m + f(l - m), m + f(u - m)]`;
         a true value :math:`z` is inside it from :math:`f_z = (z - m)/(u - m)` on (or
         :math:`(m - z)/(m - l)` below the mean). The factor is the ``level`` quantile of the
-        :math:`f_z`, so the scaled bands hold that share of the true values.
+        :math:`f_z`, so the scaled bands hold that share of the true values; ``inf`` when that
+        share lies off bands without spread.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
@@ -428,6 +429,8 @@ def spread_factor(samples: PathSamples, truth: np.ndarray, level: float = 0.9) -
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(z >= m, (z - m) / (hi - m), (m - z) / (m - lo))
     need = np.where(np.isnan(need), 0.0, need)  # the truth exactly at a degenerate band
+    if np.isinf(np.quantile(need, level, method="higher")):
+        return math.inf  # the truth lies off bands without spread: no factor reaches it
     return float(np.quantile(need, level))
 
 
@@ -681,9 +684,7 @@ class TVCDiffusion:
         """
         if self.net is None:
             raise RuntimeError("fit the model before sampling")
-        if method not in ("ddim", "ddpm"):
-            raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")
-        steps = (steps or self.config.ddim_steps) if method == "ddim" else self.config.steps
+        steps = self._steps(method, steps)
         factor = 1.0
         if calibrated and self.spread is not None:
             cal = self.spread
@@ -694,6 +695,13 @@ class TVCDiffusion:
             factor = cal.factor
         with _float32():
             return self._sample(media, controls, sales, n_samples, method, steps, project, seed, batch, factor)
+
+    def _steps(self, method: str, steps: int | None) -> int:
+        """The denoising steps a sampler runs: ``steps`` (default ``config.ddim_steps``) for DDIM, all
+        :math:`K` for DDPM."""
+        if method not in ("ddim", "ddpm"):
+            raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")
+        return (steps or self.config.ddim_steps) if method == "ddim" else self.config.steps
 
     def calibrate_spread(self, world: TVCWorld, n_samples: int = 19, method: str = "ddim", steps: int | None = None,
                          project: bool = True, seed: int = 0, level: float = 0.9) -> SpreadCalibration:
@@ -717,15 +725,26 @@ class TVCDiffusion:
         Returns
         -------
         SpreadCalibration
+
+        Raises
+        ------
+        ValueError
+            With fewer than 2 draws per series, or when no finite factor reaches ``level``
+            (draws without spread where the truth lies off them).
         """
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"calibrate_spread needs n_samples >= 2 draws per series (a spread), got {n_samples!r}")
         raw = self.sample(world.media, world.controls, world.sales, n_samples, method=method, steps=steps,
                           project=project, seed=seed, calibrated=False)
         lo, hi = sample_quantile(raw.beta, (1 - level) / 2), sample_quantile(raw.beta, (1 + level) / 2)
+        factor = spread_factor(raw, world.beta, level)
+        if not math.isfinite(factor):
+            raise ValueError(f"no finite factor makes the {level:.0%} bands cover the truth of these {world.n} "
+                             "series: the draws have no spread where the truth lies off them")
         self.spread = SpreadCalibration(
-            factor=spread_factor(raw, world.beta, level),
+            factor=factor,
             raw_coverage=float(((world.beta >= lo) & (world.beta <= hi)).mean()),
-            method=method, steps=(steps or self.config.ddim_steps) if method == "ddim" else self.config.steps,
-            project=project, series=world.n, draws=n_samples)
+            method=method, steps=self._steps(method, steps), project=project, series=world.n, draws=n_samples)
         return self.spread
 
     def _sample(self, media: np.ndarray, controls: np.ndarray, sales: np.ndarray, n_samples: int, method: str,

@@ -8,14 +8,17 @@ chapter's figures. See Chapter 5.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mmmlib.data import DATA_FILES_READ
 from mmmlib.runtime import check_profile
 from mmmlib.tvc.diffusion import DiffusionConfig, PathSamples, TVCDiffusion, sample_quantile
 from mmmlib.tvc.particle import ParticleTVC
@@ -33,6 +36,8 @@ __all__ = [
     "estimate_from_log_kalman",
     "estimate_from_samples",
     "first_draws",
+    "FloorStudy",
+    "load_floor_study",
     "headline",
     "make_wearout_worlds",
     "make_worlds",
@@ -44,6 +49,7 @@ __all__ = [
     "plot_correlations",
     "plot_decomposition",
     "plot_families",
+    "plot_floor",
     "plot_paths",
     "plot_score_intervals",
     "plot_training",
@@ -197,6 +203,102 @@ def first_draws(samples: PathSamples, k: int) -> PathSamples:
 def restrict(est: PathEstimate, rows: slice) -> PathEstimate:
     """The same estimate restricted to some series."""
     return PathEstimate(est.mean[rows], lambda q: est.quantile(q)[rows], est.sales[rows], est.seconds)
+
+
+@dataclass(frozen=True)
+class FloorStudy:
+    """The particle ladder recorded by ``benchmarks/study_wearout_floor.py``: the true-dynamics smoother
+    with more particles than a chapter can afford, on the chapter's first wear-out test series.
+
+    Attributes
+    ----------
+    runs : DataFrame
+        One row per run: ``particles``, ``seed``, ``corr``, ``coverage90`` and ``rel_error`` on
+        ``scored_draws`` draws per series (as the chapter scores every method), ``corr_more_draws``
+        on all the run's draws (NaN when it kept only ``scored_draws``), ``seconds``.
+    oracle : dict
+        ``corr``, ``coverage90``, ``rel_error`` of the smoother told every launch and jump.
+    profile : str
+        The chapter profile whose worlds the study used.
+    chapter_seed : int
+        The chapter seed whose worlds the study used.
+    series : int
+        Test series (the first ones of the chapter's wear-out test set).
+    scored_draws : int
+        Draws per series behind ``corr``.
+    commit : str
+        Commit of the code that ran the study.
+    """
+
+    runs: pd.DataFrame
+    oracle: dict
+    profile: str
+    chapter_seed: int
+    series: int
+    scored_draws: int
+    commit: str
+
+    def top(self) -> pd.DataFrame:
+        """The runs at the largest particle count."""
+        return self.runs[self.runs["particles"] == self.runs["particles"].max()]
+
+    def floor(self) -> dict[str, float]:
+        """What the ladder says of the floor.
+
+        Returns
+        -------
+        dict
+            ``particles`` (the largest count) and ``corr`` (mean score of its runs); ``below`` (the
+            next smaller count) and ``rise`` (the mean score's gain from it: the ladder is still
+            climbing while that is clearly above the Monte Carlo error); ``spread`` (largest minus
+            smallest score of the runs at ``spread_particles``, the largest count run more than
+            once: an upper bound of the error at the larger counts); NaN where a count is missing.
+        """
+        counts = sorted(self.runs["particles"].unique())
+        at = {p: self.runs.loc[self.runs["particles"] == p, "corr"] for p in counts}
+        top = at[counts[-1]]
+        repeated = [p for p in counts if len(at[p]) > 1]
+        nan = float("nan")
+        return {"particles": int(counts[-1]), "corr": float(top.mean()),
+                "below": int(counts[-2]) if len(counts) > 1 else nan,
+                "rise": float(top.mean() - at[counts[-2]].mean()) if len(counts) > 1 else nan,
+                "spread_particles": int(repeated[-1]) if repeated else nan,
+                "spread": float(at[repeated[-1]].max() - at[repeated[-1]].min()) if repeated else nan}
+
+
+def load_floor_study(path: str | Path) -> FloorStudy:
+    """Read the file written by ``benchmarks/study_wearout_floor.py``.
+
+    The read is recorded with the chapter's data files (:data:`mmmlib.data.DATA_FILES_READ`), so a
+    new study makes the chapter stale.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the study has not been run.
+    ValueError
+        When the file lacks a field the chapter reads (named in the message).
+    """
+    path = Path(path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("runs", "oracle", "profile", "chapter_seed", "series", "git_commit"):
+        if key not in doc:
+            raise ValueError(f"{path}: the floor study has no field {key!r}; rerun benchmarks/study_wearout_floor.py")
+    if not doc["runs"]:
+        raise ValueError(f"{path}: the floor study holds no runs")
+    scored = min(int(r["draws"]) for r in doc["runs"])
+    rows = []
+    for i, r in enumerate(doc["runs"]):
+        sc = r.get("scores", {})
+        if str(scored) not in sc:
+            raise ValueError(f"{path}: run {i} ({r.get('particles')} particles) has no scores on {scored} draws")
+        more = sc.get(str(r["draws"]), {}) if int(r["draws"]) != scored else {}
+        rows.append({"particles": int(r["particles"]), "seed": int(r["seed"]), **sc[str(scored)],
+                     "corr_more_draws": more.get("corr", np.nan), "seconds": float(r["seconds"])})
+    DATA_FILES_READ.add(str(path.resolve()))
+    return FloorStudy(runs=pd.DataFrame(rows), oracle=dict(doc["oracle"]), profile=str(doc["profile"]),
+                      chapter_seed=int(doc["chapter_seed"]), series=int(doc["series"]), scored_draws=scored,
+                      commit=str(doc["git_commit"]))
 
 
 def series_scores(est: PathEstimate, world: TVCWorld) -> np.ndarray:
@@ -482,4 +584,37 @@ def plot_score_intervals(table: pd.DataFrame) -> plt.Figure:
         ax.set_yticks(y, sub["method"])
         ax.set(title=f"test series: {fam}", xlabel="median path correlation (5-95% over resampled series)")
         ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_floor(ladder: dict[int, float], study: FloorStudy, methods: dict[str, float], series: int) -> plt.Figure:
+    """Path correlation of the true-dynamics particle smoother against its particle count, next to
+    other methods on the same series.
+
+    Parameters
+    ----------
+    ladder : dict
+        Particle count -> correlation of the chapter's own runs.
+    study : FloorStudy
+        The longer ladder (each run a dot; runs at one count differ by their seed only).
+    methods : dict
+        Method name -> correlation on the same series (drawn as horizontal lines).
+    series : int
+        Number of series behind every score (for the title).
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    counts = sorted(ladder)
+    ax.plot(counts, [ladder[c] for c in counts], "s-", color="tab:blue", label="particle smoother, this chapter's runs")
+    ax.plot(study.runs["particles"], study.runs["corr"], "o", color="tab:orange", mfc="none", ms=8,
+            label="particle smoother, longer ladder (one dot per seed)")
+    means = study.runs.groupby("particles")["corr"].mean()
+    ax.plot(means.index, means.to_numpy(), "-", color="tab:orange", lw=1)
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
+    for i, (name, value) in enumerate(methods.items()):
+        ax.axhline(value, color="0.25", ls=styles[i % len(styles)], lw=1.2, label=name)
+    ax.set_xscale("log")
+    ax.set(xlabel="particles per series (log scale)", ylabel="median path correlation",
+           title=f"Wear-out family, {series} test series: how much the true dynamics identify")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return fig
