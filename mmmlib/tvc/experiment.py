@@ -215,7 +215,7 @@ class FloorStudy:
     runs : DataFrame
         One row per run: ``particles``, ``seed``, ``corr``, ``coverage90`` and ``rel_error`` on
         ``scored_draws`` draws per series (as the chapter scores every method), ``corr_more_draws``
-        on all the run's draws (NaN when it kept only ``scored_draws``), ``seconds``.
+        on all the run's draws (NaN when it kept only ``scored_draws``), ``cpu_seconds`` (one thread).
     oracle : dict
         ``corr``, ``coverage90``, ``rel_error`` of the smoother told every launch and jump.
     profile : str
@@ -294,7 +294,7 @@ def load_floor_study(path: str | Path) -> FloorStudy:
             raise ValueError(f"{path}: run {i} ({r.get('particles')} particles) has no scores on {scored} draws")
         more = sc.get(str(r["draws"]), {}) if int(r["draws"]) != scored else {}
         rows.append({"particles": int(r["particles"]), "seed": int(r["seed"]), **sc[str(scored)],
-                     "corr_more_draws": more.get("corr", np.nan), "seconds": float(r["seconds"])})
+                     "corr_more_draws": more.get("corr", np.nan), "cpu_seconds": float(r["cpu_seconds"])})
     DATA_FILES_READ.add(str(path.resolve()))
     return FloorStudy(runs=pd.DataFrame(rows), oracle=dict(doc["oracle"]), profile=str(doc["profile"]),
                       chapter_seed=int(doc["chapter_seed"]), series=int(doc["series"]), scored_draws=scored,
