@@ -172,7 +172,7 @@ def test_floor_study_reruns_the_chapters_rung_and_loads(tmp_path):
                     "--draws", "29", "--out", str(out)], cwd=root, check=True, capture_output=True)
     study = ex.load_floor_study(out)
     assert str(out.resolve()) in DATA_FILES_READ
-    assert study.profile == "quick" and study.scored_draws == 19 and study.series == 8
+    assert study.profile == "quick" and study.scored_draws == 19 and study.more_draws == 29 and study.series == 8
     assert list(study.runs["particles"]) == [400, 200, 100, 100] and list(study.runs["seed"]) == [0, 0, 0, 1]
     assert study.runs["corr_more_draws"].isna().tolist() == [True, False, False, False]
 
@@ -187,6 +187,11 @@ def test_floor_study_reruns_the_chapters_rung_and_loads(tmp_path):
     c = study.runs["corr"]
     assert fl["particles"] == 400 and fl["corr"] == c[0] and fl["below"] == 200 and fl["rise"] == pytest.approx(c[0] - c[1])
     assert fl["spread_particles"] == 100 and fl["spread"] == pytest.approx(abs(c[2] - c[3]))
+
+    fig = ex.plot_floor({100: 0.5, 400: c[0]}, study, {"ours": 0.4, "oracle": 1.0}, study.series)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_legend().get_texts()][-2:] == ["ours", "oracle"]
+    assert sorted(ax.lines[1].get_xdata()) == sorted(study.runs["particles"])  # one dot per run
 
     doc = json.loads(out.read_text())
     del doc["oracle"]

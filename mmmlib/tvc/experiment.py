@@ -226,6 +226,8 @@ class FloorStudy:
         Test series (the first ones of the chapter's wear-out test set).
     scored_draws : int
         Draws per series behind ``corr``.
+    more_draws : int
+        Draws per series behind ``corr_more_draws``.
     commit : str
         Commit of the code that ran the study.
     """
@@ -236,6 +238,7 @@ class FloorStudy:
     chapter_seed: int
     series: int
     scored_draws: int
+    more_draws: int
     commit: str
 
     def top(self) -> pd.DataFrame:
@@ -298,7 +301,7 @@ def load_floor_study(path: str | Path) -> FloorStudy:
     DATA_FILES_READ.add(str(path.resolve()))
     return FloorStudy(runs=pd.DataFrame(rows), oracle=dict(doc["oracle"]), profile=str(doc["profile"]),
                       chapter_seed=int(doc["chapter_seed"]), series=int(doc["series"]), scored_draws=scored,
-                      commit=str(doc["git_commit"]))
+                      more_draws=max(int(r["draws"]) for r in doc["runs"]), commit=str(doc["git_commit"]))
 
 
 def series_scores(est: PathEstimate, world: TVCWorld) -> np.ndarray:
@@ -602,19 +605,20 @@ def plot_floor(ladder: dict[int, float], study: FloorStudy, methods: dict[str, f
     series : int
         Number of series behind every score (for the title).
     """
-    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 4.2), layout="constrained")
     counts = sorted(ladder)
     ax.plot(counts, [ladder[c] for c in counts], "s-", color="tab:blue", label="particle smoother, this chapter's runs")
     ax.plot(study.runs["particles"], study.runs["corr"], "o", color="tab:orange", mfc="none", ms=8,
             label="particle smoother, longer ladder (one dot per seed)")
     means = study.runs.groupby("particles")["corr"].mean()
     ax.plot(means.index, means.to_numpy(), "-", color="tab:orange", lw=1)
+    colours = ["tab:red", "0.35", "tab:green", "tab:purple"]
     styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
     for i, (name, value) in enumerate(methods.items()):
-        ax.axhline(value, color="0.25", ls=styles[i % len(styles)], lw=1.2, label=name)
+        ax.axhline(value, color=colours[i % len(colours)], ls=styles[i % len(styles)], lw=1.5, label=name)
     ax.set_xscale("log")
     ax.set(xlabel="particles per series (log scale)", ylabel="median path correlation",
            title=f"Wear-out family, {series} test series: how much the true dynamics identify")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
