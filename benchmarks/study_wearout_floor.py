@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -39,8 +38,6 @@ from mmmlib.runtime import peak_rss_mb, setup
 from mmmlib.tvc import experiment as ex
 from mmmlib.tvc.particle import ParticleTVC
 from mmmlib.tvc.world import TVCWorld
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(pf: ParticleTVC, world: TVCWorld, first: int) -> dict:
@@ -55,14 +52,6 @@ def _run(pf: ParticleTVC, world: TVCWorld, first: int) -> dict:
         out["scores"][str(k)] = {"corr": s["corr"], "coverage90": s["coverage90"], "rel_error": s["rel_error"]}
     out["mean"] = samples.beta.mean(1).tolist()
     return out
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -118,7 +107,6 @@ def main() -> None:
         "wall_s": time.perf_counter() - start,
         "processes": args.processes,
         "peak_rss_mb": peak_rss_mb(),
-        "git_commit": _commit(),
     }
     out = Path(args.out or f"benchmarks/results/wearout_floor_{profile}.json")
     from _record import record

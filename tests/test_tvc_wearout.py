@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from mmmlib.data import DATA_FILES_READ
+from mmmlib.tvc import experiment as ex
 from mmmlib.tvc.particle import ParticleTVC
 from mmmlib.tvc.wearout import WearoutDynamics, simulate_wearout, wearout_multiplier
 from mmmlib.tvc.world import TVCConfig, TVCWorld, baseline_features
@@ -158,14 +164,6 @@ def test_particle_smoother_checks_its_inputs():
 def test_floor_study_reruns_the_chapters_rung_and_loads(tmp_path):
     """The study's first run is the chapter's top ladder rung (same worlds, settings and seed):
     its score must equal the chapter's computation; the loader reads what the script writes."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from mmmlib.data import DATA_FILES_READ
-    from mmmlib.tvc import experiment as ex
-
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "floor.json"
     subprocess.run([sys.executable, "benchmarks/study_wearout_floor.py", "--quick", "--particles", "100", "200",
