@@ -76,3 +76,11 @@ def test_bad_settings_are_named():
         SBCSettings(replications=0)
     with pytest.raises(ValueError, match="ranks_of"):
         SBCSettings(num_samples=10, chains=2, ranks_of=99)
+
+
+def test_ranks_do_not_depend_on_the_number_of_workers():
+    s = SBCSettings(replications=3, num_warmup=40, num_samples=40, svi_steps=60, ranks_of=49, bins=5)
+    data = easy_world(2, n_weeks=20).data
+    one, two = run_sbc(s, data, seed=4, workers=1), run_sbc(s, data, seed=4, workers=2)
+    pd.testing.assert_frame_equal(one.ranks, two.ranks)
+    pd.testing.assert_frame_equal(one.fits.drop(columns="seconds"), two.fits.drop(columns="seconds"))

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mmmlib"
-FOUNDATIONS = {"data", "transforms", "metrics", "optimize", "runtime", "plots", "files", "inference"}
+FOUNDATIONS = {"data", "transforms", "metrics", "optimize", "runtime", "workers", "plots", "files", "inference"}
 SYSTEMS = {"worlds", "bayes", "funnel", "deepcausal", "twins", "tvc", "scoreboard", "lift"}
 # the other systems a system may use (besides foundations and itself), and why
 USES = {

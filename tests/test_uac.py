@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -134,3 +135,15 @@ def test_recovery_rows_and_summary_are_consistent():
     assert summary["media effects β: median |rel. error|"] == pytest.approx(beta["rel_error"].abs().median())
     assert summary["attribution: max |error| (pp)"] == pytest.approx(attribution_rows["error_pp"].abs().max())
     np.testing.assert_allclose(attribution_rows.groupby("seed")["estimate"].sum(), 1.0)
+
+
+def test_recovery_does_not_depend_on_the_number_of_workers():
+    from mmmlib.funnel.experiment import FitSettings, run_recovery
+
+    cfg = UACWorldConfig(n_days=90)
+    one = run_recovery(FitSettings(laplace_draws=20), [3, 4, 5], cfg, workers=1)
+    two = run_recovery(FitSettings(laplace_draws=20), [3, 4, 5], cfg, workers=2)
+    for a, b in zip(one[:2], two[:2], strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    timing = ["seconds", "laplace_seconds"]
+    pd.testing.assert_frame_equal(one[2].drop(columns=timing), two[2].drop(columns=timing))

@@ -16,6 +16,7 @@ are drawn, in the model's scaled units. See Chapter 7.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,10 @@ import pyro
 import torch
 from pyro import poutine
 from scipy import stats
-from tqdm.auto import tqdm
 
-from mmmlib.bayes.model import TRANSFORM_SITES, BayesianMMM, media_transform
+from mmmlib.bayes.model import TRANSFORM_SITES, BayesianMMM, _Prepared, media_transform
 from mmmlib.data import MediaDataset
+from mmmlib.workers import map_on_cores
 
 __all__ = ["KIND_LABELS", "SBCSettings", "SBCResult", "plot_rank_histograms", "run_sbc", "simulate_from_prior", "uniformity"]
 
@@ -143,11 +144,30 @@ def _ranks(truth: dict, draws: dict, roi: np.ndarray, checked, L: int) -> dict[s
     return out
 
 
-def run_sbc(settings: SBCSettings, data: MediaDataset, seed: int = 0, progress: bool = False) -> SBCResult:
+def run_sbc(
+    settings: SBCSettings, data: MediaDataset, seed: int = 0, progress: bool = False, workers: int | None = None
+) -> SBCResult:
     """Run a simulation-based calibration study on the media of ``data``.
 
     Replication ``r`` draws its parameters with seed ``seed + r`` and fits with the same seed:
     the study is reproducible and any replication can be rerun alone.
+
+    Parameters
+    ----------
+    settings : SBCSettings
+        The study.
+    data : MediaDataset
+        National data whose media, controls and spend every replication uses.
+    seed : int
+        Seed of replication 0.
+    progress : bool
+        Show a progress bar over replications.
+    workers : int, optional
+        Worker processes (default :func:`~mmmlib.workers.default_workers`), each running whole
+        replications on one core, its NUTS chains one after another. The ranks do not depend on
+        it: every chain is seeded by its replication and its index. A replication per core keeps
+        the cores busy through the VI fit and the shorter chain, which running one replication's
+        chains side by side does not.
     """
     if data.geo is not None:
         raise ValueError("simulation-based calibration runs on national data")
@@ -156,39 +176,55 @@ def run_sbc(settings: SBCSettings, data: MediaDataset, seed: int = 0, progress: 
     torch.set_default_dtype(torch.float64)
     try:
         mmm._scales(data)
-        prep0 = mmm._prepare(data)
-        channels = list(data.channels)
-        checked = _checked_parameters(mmm, channels)
-        coords = "level" if settings.media_prior == "roi" else "native"
-        L = settings.ranks_of
-        rank_rows, fit_rows = [], []
-        reps = range(settings.replications)
-        for r in tqdm(reps, desc="SBC", disable=not progress):
-            truth, y = simulate_from_prior(mmm, data, seed + r)
-            prep = replace(prep0, target=torch.as_tensor(y))
-            arms = [("NUTS", None)] + ([("VI", None)] if settings.svi_steps > 0 else [])
-            for arm, _ in arms:
-                if arm == "NUTS":
-                    draws, table, div = mmm._run_nuts_numpy(
-                        prep, settings.num_warmup, settings.num_samples, settings.chains,
-                        settings.target_accept_prob, seed + r, settings.max_tree_depth, coords,
-                    )
-                    seconds = float(np.sum(mmm.nuts_.seconds))
-                    max_rhat = float(table["rhat"].max())
-                else:
-                    draws = mmm._run_advi_numpy(
-                        prep, settings.svi_steps, 0.02, settings.num_samples * settings.chains, seed + r, coords
-                    )
-                    div, seconds, max_rhat = 0, float("nan"), float("nan")
-                draws = {k: v.numpy() for k, v in draws.items()}
-                roi = _roi(mmm, prep.media, draws)
-                for label, rank in _ranks(truth, draws, roi, checked, L).items():
-                    rank_rows.append(dict(replication=r, inference=arm, parameter=label, rank=rank))
-                fit_rows.append(dict(replication=r, inference=arm, divergences=int(div), max_rhat=max_rhat,
-                                     seconds=seconds))
+        study = _Study(settings, mmm, data, mmm._prepare(data), _checked_parameters(mmm, list(data.channels)), seed)
+        outs = map_on_cores(partial(_replication, study), range(settings.replications), workers, progress, "SBC")
     finally:
         torch.set_default_dtype(default)
+    rank_rows = [row for ranks, _ in outs for row in ranks]
+    fit_rows = [row for _, fits in outs for row in fits]
     return SBCResult(settings, pd.DataFrame(rank_rows), pd.DataFrame(fit_rows))
+
+
+@dataclass(frozen=True)
+class _Study:
+    """What every replication of :func:`run_sbc` shares."""
+
+    settings: SBCSettings
+    mmm: BayesianMMM
+    data: MediaDataset
+    prep: _Prepared
+    checked: list
+    seed: int
+
+
+def _replication(study: _Study, r: int) -> tuple[list[dict], list[dict]]:
+    """Simulate and fit replication ``r``: its rank rows and fit rows."""
+    settings, mmm, seed = study.settings, study.mmm, study.seed
+    torch.set_default_dtype(torch.float64)
+    coords = "level" if settings.media_prior == "roi" else "native"
+    truth, y = simulate_from_prior(mmm, study.data, seed + r)
+    prep = replace(study.prep, target=torch.as_tensor(y))
+    rank_rows, fit_rows = [], []
+    for arm in ["NUTS"] + (["VI"] if settings.svi_steps > 0 else []):
+        if arm == "NUTS":
+            draws, table, div = mmm._run_nuts_numpy(
+                prep, settings.num_warmup, settings.num_samples, settings.chains,
+                settings.target_accept_prob, seed + r, settings.max_tree_depth, coords,
+            )
+            seconds = float(np.sum(mmm.nuts_.seconds))
+            max_rhat = float(table["rhat"].max())
+        else:
+            draws = mmm._run_advi_numpy(
+                prep, settings.svi_steps, 0.02, settings.num_samples * settings.chains, seed + r, coords
+            )
+            div, seconds, max_rhat = 0, float("nan"), float("nan")
+        draws = {k: v.numpy() for k, v in draws.items()}
+        roi = _roi(mmm, prep.media, draws)
+        for label, rank in _ranks(truth, draws, roi, study.checked, settings.ranks_of).items():
+            rank_rows.append(dict(replication=r, inference=arm, parameter=label, rank=rank))
+        fit_rows.append(dict(replication=r, inference=arm, divergences=int(div), max_rhat=max_rhat,
+                             seconds=seconds))
+    return rank_rows, fit_rows
 
 
 def uniformity(result: SBCResult, alpha: float = 0.01) -> pd.DataFrame:
