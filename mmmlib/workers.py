@@ -5,17 +5,20 @@ one core whatever the thread count, because NumPy's and torch's kernels do not s
 this size between threads. A chapter that fits twenty simulated markets one after another
 therefore leaves all but one core idle. :func:`map_on_cores` runs such independent tasks in
 forked worker processes, each limited to one thread, and returns their results in the order
-given. A task's result does not depend on where it runs as long as it seeds itself from its
-own arguments (as every fit in :mod:`mmmlib` does), so a chapter gives the same numbers with
-one worker or many; the tests check this for the chapters that use it.
+given. Every task runs on one thread, in a worker or (with one worker) here, so its floating
+point does not depend on the thread count; as long as it also seeds itself from its own
+arguments, a chapter gives the same numbers with one worker or many (the tests check this for
+the studies that use it). One thread per task is also the economical setting: a second thread
+speeds one small fit up far less than a second fit on the other core adds.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -44,6 +47,23 @@ def _one_core() -> None:
     threadpool_limits(1)
 
 
+@contextmanager
+def _on_one_core() -> Iterator[None]:
+    """What :func:`_one_core` sets, in this process for the duration of the block, then restored."""
+    env, threads = os.environ.get("MMM_THREADS"), torch.get_num_threads()
+    os.environ["MMM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        if env is None:
+            os.environ.pop("MMM_THREADS", None)
+        else:
+            os.environ["MMM_THREADS"] = env
+
+
 def map_on_cores(
     fn: Callable[[T], R],
     items: Iterable[T],
@@ -62,7 +82,7 @@ def map_on_cores(
         The tasks' arguments (each must pickle).
     workers : int, optional
         Processes (default :func:`default_workers`). With 1, or where ``fork`` is unavailable,
-        the tasks run here, one after another, under the caller's thread settings.
+        the tasks run here, one after another, on one thread as in a worker.
     progress : bool
         A progress bar over finished tasks.
     desc : str, optional
@@ -80,7 +100,8 @@ def map_on_cores(
     workers = min(workers, max(len(items), 1))
     bar = dict(total=len(items), desc=desc, disable=not progress)
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [fn(item) for item in tqdm(items, **bar)]
+        with _on_one_core():
+            return [fn(item) for item in tqdm(items, **bar)]
     global _TASK
     _TASK = fn
     try:

@@ -27,10 +27,15 @@ def test_results_equal_the_serial_ones_in_order():
     assert map_on_cores(_draw, [], workers=2) == []
 
 
-def test_workers_run_on_one_thread_in_other_processes():
+def test_tasks_run_on_one_thread_in_workers_and_here(monkeypatch):
+    monkeypatch.setenv("MMM_THREADS", "2")
+    torch.set_num_threads(2)
     out = map_on_cores(_threads, range(4), workers=2)
     assert {t for t, _, _ in out} == {1} and {e for _, e, _ in out} == {"1"}
     assert os.getpid() not in {p for _, _, p in out}
+    here = map_on_cores(_threads, range(2), workers=1)
+    assert here == [(1, "1", os.getpid())] * 2
+    assert torch.get_num_threads() == 2 and os.environ["MMM_THREADS"] == "2"  # restored
 
 
 def test_closures_reach_the_workers():
