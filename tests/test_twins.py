@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pyro
 import pytest
 import torch
@@ -299,3 +300,13 @@ def test_simulate_draws_answers_from_the_fitted_model(world, fitted):
         assert abs(star.y[..., j].mean() - expect) < 4 * se
     again, _ = model.simulate(world.data, seed=4)
     assert np.array_equal(again.y, star.y)
+
+
+def test_the_survey_sweep_does_not_depend_on_workers_or_on_what_ran_before():
+    settings = tw.TwinSettings(n_respondents=300, fit=TwinConfig(batch_size=100, epochs=2, predictive_epochs=1,
+                                                                 bootstrap=True), n_draws=20)
+    one = tw.effects_over_seeds(settings, [3, 4], workers=1)
+    torch.manual_seed(123)  # the global stream a sweep used to draw from
+    two = tw.effects_over_seeds(settings, [3, 4], workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert set(one["seed"]) == {3, 4} and one["rel_error"].notna().all()
