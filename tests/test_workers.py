@@ -51,3 +51,20 @@ def test_bad_worker_counts_are_named(monkeypatch):
         default_workers()
     monkeypatch.setenv("MMM_THREADS", "3")
     assert default_workers() == 3
+
+
+def _unseeded(_: int) -> float:
+    return float(torch.rand(1)) + float(np.random.rand())  # noqa: NPY002 - the global streams on purpose
+
+
+def test_tasks_start_from_the_callers_random_state_and_leave_it_alone():
+    torch.manual_seed(7)
+    np.random.seed(7)  # noqa: NPY002
+    before = torch.rand(1), np.random.rand()  # noqa: NPY002
+    torch.manual_seed(7)
+    np.random.seed(7)  # noqa: NPY002
+    expected = float(before[0]) + before[1]
+    for workers in (1, 2):
+        assert map_on_cores(_unseeded, range(3), workers=workers) == [expected] * 3
+    after = torch.rand(1), np.random.rand()  # noqa: NPY002
+    assert float(after[0]) == float(before[0]) and after[1] == before[1]
