@@ -12,6 +12,10 @@ CH ?=
 PROFILE ?=
 SEED ?=
 export MMM_THREADS ?= 2
+# make test runs independent work side by side: JOBS processes of one thread each (the book's fits
+# gain little from a second thread). pytest-xdist hands out whole files in the order given (the
+# slowest unit-test file, a Pyro NUTS run, sorts early), so the last file to finish is a short one.
+JOBS ?= 2
 export PYTHONHASHSEED := 0
 export TQDM_DISABLE := 1
 
@@ -20,13 +24,14 @@ export TQDM_DISABLE := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
-$(STAMP): requirements.lock requirements-peers.lock pyproject.toml
+$(STAMP): requirements.lock requirements-peers.lock requirements-test.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) and v >= (3, 11, 5) else "mmm-thesis needs Python 3.11.5+ 3.11.x as python3 (found %s); set PYTHON=..." % sys.version.split()[0])'
 	@echo "==> setting up $(VENV) from requirements.lock"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade "pip>=23.2"
 	@$(PY) -m pip install --quiet --no-input -r requirements.lock
 	@$(PY) -m pip install --quiet --no-input --no-deps -r requirements-peers.lock
+	@$(PY) -m pip install --quiet --no-input --no-deps -r requirements-test.lock
 	@$(PY) -m pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready ($$(du -sh $(VENV) | cut -f1))"
@@ -65,7 +70,7 @@ test: $(STAMP)  ## unit tests, quick chapters under nbval, strict book build, HT
 
 unit: $(STAMP)
 	@echo "==> unit tests"
-	@$(PY) -m pytest -q -m "not book" tests
+	@MMM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder -m "not book" tests
 
 chapters-check: $(STAMP)
 	@echo "==> executed chapters in book/ are fresh"
@@ -74,11 +79,11 @@ chapters-check: $(STAMP)
 chapters-quick: $(STAMP)
 	@echo "==> every chapter at profile=quick into $(SCRATCH)/"
 	@rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
-	@$(PY) -m mmmlib.book quick --out $(SCRATCH)
+	@MMM_THREADS=1 $(PY) -m mmmlib.book quick --out $(SCRATCH) --jobs $(JOBS)
 
 nbval: $(STAMP)
 	@echo "==> nbval: re-executing the quick chapters and comparing outputs"
-	@TQDM_DISABLE=1 PYTHONWARNINGS=ignore::FutureWarning:arviz $(PY) -m pytest -q --nbval $(SCRATCH)/chapters --nbval-sanitize-with tests/sanitize.cfg
+	@MMM_THREADS=1 TQDM_DISABLE=1 PYTHONWARNINGS=ignore::FutureWarning:arviz $(PY) -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder --nbval $(SCRATCH)/chapters --nbval-sanitize-with tests/sanitize.cfg
 
 browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
@@ -104,7 +109,10 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a fresh venv
 	.lockvenv/bin/pip install --quiet ".[book,dev]"
 	( echo "# Exact versions of everything the book runs on (Python 3.11). Regenerate with 'make lock'."; \
 	  echo "# torch 2.13.0 is the CPU build where pip finds one (see README)."; \
-	  .lockvenv/bin/pip freeze --exclude-editable | grep -v '^mmmlib' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock
+	  .lockvenv/bin/pip freeze --exclude-editable | grep -v '^mmmlib' | grep -v -i -E '^(execnet|pytest-xdist)==' \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock
+	( sed -n '/^#/p' requirements-test.lock; .lockvenv/bin/pip freeze | grep -i -E '^(execnet|pytest-xdist)==' ) > requirements-test.lock.new
+	mv requirements-test.lock.new requirements-test.lock
 	rm -rf .lockvenv
 
 bench: $(STAMP)  ## record the benchmarks in benchmarks/results/ (about 45 min; not part of test)

@@ -400,3 +400,45 @@ def test_make_nbval_starts_its_kernel_with_the_runners_environment():
     line = next(x for x in makefile.splitlines() if "--nbval " in x)
     for key, value in KERNEL_ENV.items():
         assert f"{key}={value}" in line, f"make nbval does not set {key}={value}"
+
+
+def test_quick_runs_chapters_side_by_side_with_the_same_notebooks(tmp_path, capsys):
+    """``quick --jobs 2`` runs each chapter in its own process: the notebooks are byte for byte
+    those of one job, and a failing chapter is named while the others are still written."""
+    from mmmlib.book.runner import _quick_order, run_quick
+
+    project = make_project(tmp_path / "proj")
+    second = nbformat.read(project.chapter("01").source, as_version=4)
+    second.cells[2].source = second.cells[2].source.replace('"01_toy"', '"02_same"').replace('"ch01.', '"ch02.')
+    nbformat.write(second, project.sources / "02_same.ipynb")
+    bad = nbformat.read(project.chapter("01").source, as_version=4)
+    bad.cells[1].source = bad.cells[1].source.replace("fail = False", "fail = True")
+    nbformat.write(bad, project.sources / "03_bad.ipynb")
+    timings = project.root / "benchmarks" / "results" / "book_quick.json"
+    timings.parent.mkdir(parents=True)
+    timings.write_text(json.dumps({"quick_s": {"01_toy": 1.0, "02_same": 5.0}}))
+    assert [c.name for c in _quick_order(project, project.chapters())] == ["03_bad", "02_same", "01_toy"]
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    ok = [project.chapter("01"), project.chapter("02")]
+    assert run_quick(project, ok, one, seed=3, jobs=1) == []
+    assert main(["--root", str(project.root), "quick", "--out", str(two), "--seed", "3", "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 chapters failed: 03_bad: chapter 03_bad failed in cell" in err and "boom" in err
+    for name in ("01_toy", "02_same"):
+        assert (two / "chapters" / f"{name}.ipynb").read_bytes() == (one / "chapters" / f"{name}.ipynb").read_bytes()
+    assert not (two / "chapters" / "03_bad.ipynb").exists()
+    with pytest.raises(ValueError, match="'jobs'"):
+        run_quick(project, ok, two, jobs=0)
+
+
+def test_make_test_runs_quick_chapters_and_nbval_on_the_same_threads():
+    """nbval compares a re-execution with the quick run, so both must run on the same thread count."""
+    import re as _re
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    quick = next(x for x in makefile.splitlines() if "mmmlib.book quick" in x)
+    nbval = next(x for x in makefile.splitlines() if "--nbval " in x)
+    threads = [_re.search(r"MMM_THREADS=(\S+)", line) for line in (quick, nbval)]
+    assert all(threads) and threads[0].group(1) == threads[1].group(1), (quick, nbval)
+    assert "--jobs $(JOBS)" in quick and "-n $(JOBS) --dist loadfile" in nbval

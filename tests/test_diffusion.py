@@ -413,3 +413,21 @@ def test_log_smoother_settings_are_checked_when_built(worlds, kwargs, match):
         LogKalmanTVC(prior, **kwargs)
     with pytest.raises(ValueError, match="iterations"):
         LogKalmanTVC.calibrate(worlds[0], iterations=0)
+
+
+def test_models_trained_side_by_side_are_those_trained_one_by_one(worlds):
+    """Two configurations trained a model per core give the models of a one-process run (each
+    trains on one thread either way), in the order of the configurations."""
+    train, valid = worlds
+    configs = [DiffusionConfig(d_model=16, heads=2, steps=10, ddim_steps=4, epochs=1, batch_size=100),
+               DiffusionConfig(d_model=16, heads=2, steps=10, ddim_steps=4, epochs=1, batch_size=100, kalman=False)]
+    alone = ex.fit_side_by_side(configs, train, valid, seed=4, workers=1)
+    paired = ex.fit_side_by_side(configs, train, valid, seed=4, workers=2)
+    assert [m.config for m in paired] == configs
+    for a, b in zip(alone, paired, strict=True):
+        assert a.history == b.history
+        assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True))
+        sa = a.sample(valid.media[:2], valid.controls[:2], valid.sales[:2], 3, seed=1, calibrated=False)
+        sb = b.sample(valid.media[:2], valid.controls[:2], valid.sales[:2], 3, seed=1, calibrated=False)
+        np.testing.assert_array_equal(sa.beta, sb.beta)
+    assert alone[0].history != alone[1].history  # the configurations differ

@@ -9,7 +9,8 @@ Used by the Makefile; run ``python -m mmmlib.book --help``.
 - ``status``: each chapter's profile, seed, runtime and whether it is stale.
 - ``check``: exit 1 if any executed chapter is missing or stale.
 - ``stale``: rerun every stale chapter with its recorded parameters.
-- ``quick --out DIR``: execute every chapter at ``profile=quick`` into ``DIR`` (for nbval).
+- ``quick --out DIR [--jobs N]``: execute every chapter at ``profile=quick`` into ``DIR`` (for nbval),
+  ``N`` chapters at a time (each in its own process, on ``MMM_THREADS`` threads).
 - ``pages``: write the Results, Reproduce and How-to-cite pages from the results files.
 
 A chapter is *stale* when the hash of its inputs differs from the one recorded when it
@@ -31,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -444,6 +446,71 @@ def execute_chapter(
     if log:
         print(f"[{chapter.name}] done in {elapsed:.1f} s", flush=True)
     return {**meta, "elapsed_s": elapsed}
+
+
+def _quick_order(project: Project, chapters: Sequence[Chapter]) -> list[Chapter]:
+    """``chapters`` longest first by the recorded quick-profile times (unrecorded ones first, in order)."""
+    recorded = {row["chapter"]: row["quick_s"] for row in chapter_runtimes(project)}
+    return sorted(chapters, key=lambda ch: -(recorded.get(ch.name) or float("inf")))
+
+
+def run_quick(project: Project, chapters: Sequence[Chapter], out_dir: Path, seed: int = 0, jobs: int = 1) -> list[str]:
+    """Execute ``chapters`` at ``profile=quick`` into ``out_dir``, ``jobs`` at a time.
+
+    With one job the chapters run here, one after another. With more, each chapter runs in its own
+    ``python -m mmmlib.book quick`` process, the longest first (by ``benchmarks/results/book_quick.json``)
+    so that the last to finish is a short one; a process's output is printed when it ends. Every kernel
+    inherits this environment, so ``MMM_THREADS`` is each chapter's thread count: set it to the cores
+    divided by ``jobs``. A chapter's numbers do not depend on which chapters run beside it.
+
+    Parameters
+    ----------
+    project : Project
+    chapters : sequence of Chapter
+    out_dir : Path
+        Folder that receives ``chapters/`` and ``results/``.
+    seed : int
+        The chapters' ``seed`` parameter.
+    jobs : int
+        Chapters executing at once (a positive integer).
+
+    Returns
+    -------
+    list of str
+        The chapters that failed, each with the reason (empty when all succeeded).
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"parameter 'jobs' must be a positive integer (chapters at once), got {jobs!r}")
+    if jobs == 1:
+        failed = []
+        for i, ch in enumerate(chapters, 1):
+            print(f"({i}/{len(chapters)})", end=" ")
+            try:
+                execute_chapter(project, ch, {"profile": "quick", "seed": seed}, out_dir=out_dir)
+            except ChapterFailed as err:
+                print(f"error: {err}", file=sys.stderr)
+                failed.append(str(err))
+        return failed
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(ch: Chapter) -> tuple[Chapter, subprocess.CompletedProcess[str]]:
+        cmd = [sys.executable, "-m", "mmmlib.book", "--root", str(project.root), "quick", ch.name,
+               "--out", str(out_dir), "--seed", str(seed)]
+        return ch, subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    failed = []
+    order = _quick_order(project, chapters)
+    print(f"{len(order)} chapters, {jobs} at a time, each on MMM_THREADS={os.environ.get('MMM_THREADS', '-')}",
+          flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for ch, proc in pool.map(one, order):
+            print(proc.stdout.replace("(1/1) ", ""), end="", flush=True)
+            if proc.returncode != 0:
+                lines = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+                reason = lines[0].removeprefix("error: ") if lines else f"exit status {proc.returncode}"
+                print(proc.stderr, end="", file=sys.stderr)
+                failed.append(f"{ch.name}: {reason}")
+    return failed
 
 
 # ---------------------------------------------------------------- staleness
@@ -908,6 +975,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick.add_argument("chapters", nargs="*", help="numbers or names (default: every chapter)")
     quick.add_argument("--out", type=Path, required=True)
     quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--jobs", type=int, default=1,
+                       help="chapters executing at once, each in its own process (default 1)")
     sub.add_parser("pages", help="write the Results, Reproduce and How-to-cite pages")
     args = parser.parse_args(argv)
 
@@ -953,9 +1022,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 execute_chapter(project, ch, recorded_parameters(project, ch))
         elif args.cmd == "quick":
             chapters = [project.chapter(c) for c in args.chapters] if args.chapters else project.chapters()
-            for i, ch in enumerate(chapters, 1):
-                print(f"({i}/{len(chapters)})", end=" ")
-                execute_chapter(project, ch, {"profile": "quick", "seed": args.seed}, out_dir=args.out)
+            failed = run_quick(project, chapters, args.out, seed=args.seed, jobs=args.jobs)
+            if failed:
+                print(f"error: {len(failed)} of {len(chapters)} chapters failed: " + "; ".join(failed),
+                      file=sys.stderr)
+                return 1
         elif args.cmd == "pages":
             for path in write_pages(project):
                 print(f"wrote {path.relative_to(project.root)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mmmlib.tvc.particle import ParticleTVC
 from mmmlib.tvc.statespace import LogKalmanTVC, TVCPosterior
 from mmmlib.tvc.wearout import WearoutDynamics, WearoutPaths, simulate_wearout
 from mmmlib.tvc.world import TVCConfig, TVCWorld, baseline_features, simulate_tvc
+from mmmlib.workers import map_on_cores
 
 __all__ = [
     "bootstrap_scores",
@@ -150,6 +152,33 @@ def make_worlds(settings: DiffusionSettings, seed: int = 0) -> tuple[TVCWorld, T
     return (simulate_tvc(s.world, s.n_train, seed=1000 * seed + 1),
             simulate_tvc(s.world, s.n_valid, seed=1000 * seed + 2),
             simulate_tvc(s.world, s.n_test, seed=1000 * seed + 3))
+
+
+def fit_side_by_side(configs: Sequence[DiffusionConfig], train: TVCWorld, valid: TVCWorld | None = None,
+                     seed: int = 0, workers: int | None = None) -> list[TVCDiffusion]:
+    """Train one diffusion model per configuration on the same series, a model per core.
+
+    The models are independent, and a training gains little from a second thread, so they train
+    side by side (:func:`mmmlib.workers.map_on_cores`), each on one thread whichever way it runs:
+    a model does not depend on ``workers``, and its ``fit_seconds`` is one core's training time.
+
+    Parameters
+    ----------
+    configs : sequence of DiffusionConfig
+        One model each.
+    train, valid : TVCWorld
+        Training and validation series (as in :meth:`TVCDiffusion.fit`).
+    seed : int
+        Every model's training seed.
+    workers : int, optional
+        Processes (default ``MMM_THREADS``).
+
+    Returns
+    -------
+    list of TVCDiffusion
+        The trained models, in the order of ``configs``.
+    """
+    return map_on_cores(lambda config: TVCDiffusion(config).fit(train, valid, seed=seed), configs, workers=workers)
 
 
 def check_world(settings: DiffusionSettings, seed: int = 0) -> TVCWorld:
