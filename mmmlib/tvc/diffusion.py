@@ -39,7 +39,8 @@ projection explains the residual only as far as the noise allows.
 too sure of itself. :meth:`TVCDiffusion.calibrate_spread` measures, on held-out simulated series
 with known paths, the factor by which every draw's deviation of the log media coefficient from the
 mean over the draws must be scaled for the 90% bands of the media coefficients to hold 90% of the
-true values (control coefficients and the baseline are left as drawn) (Kuleshov et al. 2018's recalibration, for a single scale), and
+true values, control coefficients and the baseline being left as drawn (Kuleshov et al. 2018's
+recalibration, for a single scale), and
 :meth:`TVCDiffusion.sample` applies it (:meth:`PathSamples.widen`). Median paths are kept; the
 factor is learned on the training family, so it is only as right as the family. See Chapter 5.
 """

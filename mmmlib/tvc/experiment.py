@@ -284,7 +284,7 @@ class FloorStudy:
             next smaller count) and ``rise`` (the mean score's gain from it: the ladder is still
             climbing while that is clearly above the Monte Carlo error); ``spread`` (largest minus
             smallest score of the runs at ``spread_particles``, the largest count run more than
-            once: an upper bound of the error at the larger counts); NaN where a count is missing.
+            once: a measure of the run-to-run error at the larger counts); NaN where a count is missing.
         """
         counts = sorted(self.runs["particles"].unique())
         at = {p: self.runs.loc[self.runs["particles"] == p, "corr"] for p in counts}
