@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmmlib.bayes.lift import LiftDesign, added_spend, plan_tests
-from mmmlib.lift.study import Arm, LiftStudySettings, fit_arm, marginal_roi, selection_path
+from mmmlib.lift.study import Arm, LiftStudySettings, fit_arm, marginal_roi, run_arms, run_selection, selection_path
 from mmmlib.scoreboard.methods import LIFT_WORLDS, SweepSettings, applies, make_tasks
 from mmmlib.scoreboard.suite import make_world
 
@@ -86,6 +86,19 @@ def test_the_selection_starts_every_strategy_from_the_same_fit(small):
     picked = {r["strategy"]: r["tested"] for r in rows if r["step"] == 1}
     widest = max(("tv", "search", "social", "display"), key=lambda c: base[0][f"log_roi_sd.{c}"])
     assert picked["widest"] == widest
+
+
+def test_arms_and_selection_do_not_depend_on_the_number_of_workers(small):
+    """An arm per core gives the rows of one process, in the order given (each arm seeds itself)."""
+    arms = [Arm("easy", 1, "off", channels=("search",)), Arm("easy", 0)]
+    alone = run_arms(arms, small).drop(columns="seconds")
+    paired = run_arms(arms, replace(small, workers=2)).drop(columns="seconds")
+    assert list(paired["seed"]) == [1, 0]
+    assert alone.equals(paired)
+    few = replace(small, selection_seeds=2, selection_steps=1)
+    one = run_selection(few).drop(columns="seconds")
+    two = run_selection(replace(few, workers=2)).drop(columns="seconds")
+    assert one.equals(two) and set(two["seed"]) == {0, 1}
 
 
 def test_lift_tests_join_the_scoreboard_where_their_truth_is_known():
