@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from mmmlib.bayes.lift import LiftDesign, added_spend, plan_tests
-from mmmlib.lift.study import Arm, LiftStudySettings, fit_arm, marginal_roi, run_arms, run_selection, selection_path
+from mmmlib.lift.study import (
+    Arm,
+    LiftStudySettings,
+    fit_arm,
+    marginal_roi,
+    run_arms,
+    run_selection,
+    selection_path,
+)
 from mmmlib.scoreboard.methods import LIFT_WORLDS, SweepSettings, applies, make_tasks
 from mmmlib.scoreboard.suite import make_world
 
