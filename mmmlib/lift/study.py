@@ -27,17 +27,15 @@ next the untested channel whose log-ROI posterior is widest (``widest``), whose 
 weekly contribution at the current plan is largest (``at_stake``: the most money the model is
 unsure about), or one at random (``random``), refit, and repeat.
 
-Arms run in worker processes (fork), each seeded by its own world seed, so the numbers do not
-depend on the order or the number of workers.
+Arms run a process per core (:func:`mmmlib.workers.map_on_cores`), each seeded by its own world
+seed, so the numbers do not depend on the order or the number of workers.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
@@ -48,6 +46,7 @@ from mmmlib.metrics import mape
 from mmmlib.runtime import check_profile, setup
 from mmmlib.scoreboard.methods import bayes_method_fit, score
 from mmmlib.scoreboard.suite import SuiteWorld, make_world
+from mmmlib.workers import map_on_cores
 
 __all__ = [
     "DESIGNS",
@@ -217,17 +216,16 @@ def fit_arm(arm: Arm, settings: LiftStudySettings, inference: str = "svi") -> di
             "tested": len(tests), "inference": inference, **_score(mmm, world, tests, seconds)}
 
 
-def _pool(workers: int):
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
-
-
 def run_arms(arms: Sequence[Arm], settings: LiftStudySettings, inference: str = "svi") -> pd.DataFrame:
-    """Every arm, in worker processes; one row each, in the order given."""
+    """Every arm, ``settings.workers`` at a time, an arm per core; one row each, in the order given.
+
+    With one worker the arms run here, one after another, on the caller's thread budget: a NUTS
+    arm's chains then run side by side (in a worker they run one after another).
+    """
     if settings.workers <= 1:
         rows = [fit_arm(a, settings, inference) for a in arms]
     else:
-        with _pool(settings.workers) as pool:
-            rows = list(pool.map(fit_arm, arms, [settings] * len(arms), [inference] * len(arms)))
+        rows = map_on_cores(lambda arm: fit_arm(arm, settings, inference), arms, workers=settings.workers)
     return pd.DataFrame(rows)
 
 
@@ -273,11 +271,10 @@ def selection_path(seed: int, settings: LiftStudySettings) -> list[dict]:
 
 
 def run_selection(settings: LiftStudySettings) -> pd.DataFrame:
-    """:func:`selection_path` for seeds ``0 .. selection_seeds - 1``, in worker processes."""
+    """:func:`selection_path` for seeds ``0 .. selection_seeds - 1``, a seed per core."""
     seeds = list(range(settings.selection_seeds))
     if settings.workers <= 1:
         paths = [selection_path(s, settings) for s in seeds]
     else:
-        with _pool(settings.workers) as pool:
-            paths = list(pool.map(selection_path, seeds, [settings] * len(seeds)))
+        paths = map_on_cores(lambda s: selection_path(s, settings), seeds, workers=settings.workers)
     return pd.DataFrame([row for path in paths for row in path])
