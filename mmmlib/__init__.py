@@ -10,11 +10,12 @@ Foundations
     :mod:`mmmlib.data` (the dataset and the CSV loader), :mod:`mmmlib.transforms` (adstock,
     carryover, Hill), :mod:`mmmlib.inference` (NUTS, VI, diagnostics), :mod:`mmmlib.optimize`
     (budgets), :mod:`mmmlib.metrics`, :mod:`mmmlib.plots`, :mod:`mmmlib.runtime` (seeds, threads,
-    profiles, device).
+    profiles, device, the machine's description), :mod:`mmmlib.workers` (independent fits a process
+    per core), :mod:`mmmlib.files` (writes that never leave a half-written file).
 Systems
     :mod:`mmmlib.worlds` (Chapter 0), :mod:`mmmlib.bayes` (Chapters 1 and 7),
     :mod:`mmmlib.funnel` (2), :mod:`mmmlib.deepcausal` (3), :mod:`mmmlib.twins` (4),
-    :mod:`mmmlib.tvc` (5), :mod:`mmmlib.scoreboard` (6).
+    :mod:`mmmlib.tvc` (5), :mod:`mmmlib.scoreboard` (6), :mod:`mmmlib.lift` (8).
 The command line
     :mod:`mmmlib.cli` (``python -m mmmlib fit``).
 Book tooling

@@ -33,6 +33,17 @@ fixes it: the numbers it reports are computed with two threads (the CI machine).
 """
 
 
+def env_threads(default: int) -> int:
+    """The thread budget in the environment variable ``MMM_THREADS``, ``default`` where it is unset.
+
+    Raises a ``ValueError`` naming the variable when it is not a positive integer.
+    """
+    raw = os.environ.get("MMM_THREADS", str(default)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"environment variable MMM_THREADS must be a positive integer (threads), got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What a chapter runs on, as set up by :func:`setup`.
@@ -108,13 +119,7 @@ def setup(
     Runtime
         The settings in force.
     """
-    if threads is None:
-        raw = os.environ.get("MMM_THREADS", str(DEFAULT_THREADS)).strip()
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"environment variable MMM_THREADS must be a positive integer (threads), got {raw!r}")
-        n = int(raw)
-    else:
-        n = threads
+    n = env_threads(DEFAULT_THREADS) if threads is None else threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be an integer >= 1, got {n!r}")
     torch.set_num_threads(n)
@@ -130,22 +135,43 @@ def setup(
     return Runtime(seed=seed, threads=n, device=device, dtype=dtype)
 
 
-def hardware_summary(threads: int, device: torch.device | str = "cpu") -> dict[str, str | int]:
-    """CPU model, core count, thread count and GPU (if used) as plain values."""
-    cpu = platform.processor() or platform.machine()
+def cpu_identity(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """Model name, vendor, family and model of the first processor in ``cpuinfo`` (Linux).
+
+    Cloud machines often report a bare model name ("AMD EPYC", "Intel(R) Xeon(R) Processor") for
+    processors of different generations, which differ in speed and in the last digits of what
+    they compute; the family and model numbers tell them apart. Fields the file lacks (or a
+    missing file, as on macOS and Windows) are left out.
+    """
+    keys = {"model name": "cpu", "vendor_id": "cpu_vendor", "cpu family": "cpu_family", "model": "cpu_model"}
+    out: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        with open(cpuinfo, encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if not line.strip():
+                    break  # the first processor's block ends at the first blank line
+                name, _, value = line.partition(":")
+                if name.strip() in keys:
+                    out[keys[name.strip()]] = value.strip()
     except OSError:
         pass
+    return out
+
+
+def hardware_summary(threads: int, device: torch.device | str = "cpu") -> dict[str, str | int]:
+    """CPU (model name, vendor, family, model, and the vector instructions torch's kernels use),
+    core count, thread count and GPU (if used) as plain values.
+
+    Two machines are of the same kind, and compute the same numbers from the same inputs, when
+    ``cpu``, ``cpu_family``, ``cpu_model`` and ``simd`` agree.
+    """
+    ident = {"cpu": platform.processor() or platform.machine(), **cpu_identity()}
     gpu = "none"
     if str(device).startswith("cuda") and torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
     return {
-        "cpu": cpu,
+        **ident,
+        "simd": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count() or 1,
         "threads": threads,
         "gpu": gpu,

@@ -30,6 +30,8 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from mmmlib.runtime import env_threads
+
 __all__ = ["default_workers", "map_on_cores"]
 
 T = TypeVar("T")
@@ -38,10 +40,7 @@ R = TypeVar("R")
 
 def default_workers() -> int:
     """Worker processes when a caller does not say: ``MMM_THREADS`` (the book's thread budget), else 1."""
-    raw = os.environ.get("MMM_THREADS", "1").strip()
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"environment variable MMM_THREADS must be a positive integer (threads), got {raw!r}")
-    return int(raw)
+    return env_threads(1)
 
 
 def _random_state() -> tuple:

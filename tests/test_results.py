@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from mmmlib.book.results import Recorder, begin_chapter, load_results
 from mmmlib.files import atomic_write_text
@@ -112,3 +113,49 @@ def test_peak_memory_counts_what_the_process_allocated():
     after = peak_rss_mb()
     del block
     assert after >= before and after > 300
+
+
+def test_the_thread_budget_is_read_in_one_place(monkeypatch):
+    from mmmlib.runtime import env_threads
+    from mmmlib.workers import default_workers
+
+    monkeypatch.delenv("MMM_THREADS", raising=False)
+    assert env_threads(2) == 2 and default_workers() == 1  # each caller's own default
+    monkeypatch.setenv("MMM_THREADS", " 3 ")
+    assert env_threads(2) == 3 and default_workers() == 3
+    for bad in ("0", "-1", "two", ""):
+        monkeypatch.setenv("MMM_THREADS", bad)
+        with pytest.raises(ValueError, match="MMM_THREADS must be a positive integer"):
+            env_threads(2)
+
+
+_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Processor
+"""
+
+
+def test_the_hardware_record_tells_cpu_generations_apart(tmp_path):
+    from mmmlib.book.runner import cpu_label
+    from mmmlib.runtime import cpu_identity, hardware_summary
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(_CPUINFO, encoding="utf-8")
+    ident = cpu_identity(str(info))  # the first processor's block only
+    assert ident == {"cpu": "AMD EPYC", "cpu_vendor": "AuthenticAMD", "cpu_family": "25", "cpu_model": "17"}
+    assert cpu_identity(str(tmp_path / "missing")) == {}
+    hw = {**ident, "simd": "AVX512", "threads": 2}
+    assert cpu_label(hw) == "AMD EPYC (family 25, model 17, AVX512)"
+    assert cpu_label({"cpu": "Intel(R) Xeon(R) Processor"}) == "Intel(R) Xeon(R) Processor"  # an older record
+    here = hardware_summary(threads=2)
+    assert {"cpu", "simd", "cores", "threads", "gpu", "platform"} <= set(here)
+    assert here["simd"] == torch.backends.cpu.get_cpu_capability()

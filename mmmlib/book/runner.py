@@ -563,7 +563,7 @@ def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
         raise ValueError(f"{results_file} is not a valid results file ({err}); "
                          f"rerun chapter {chapter.number}") from None
     hw = prov.get("hardware", {})
-    hardware = f"{hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads, GPU: {hw.get('gpu', '?')}"
+    hardware = f"{cpu_label(hw)}, {hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads, GPU: {hw.get('gpu', '?')}"
     if meta.get("input_hash") != current:
         state = "stale"
     elif meta.get("results_sha256") != hashlib.sha256(identity).hexdigest():
@@ -580,6 +580,16 @@ def chapter_status(project: Project, chapter: Chapter) -> ChapterStatus:
         prov.get("wall_time_s"),
         hardware,
     )
+
+
+def cpu_label(hardware: dict[str, Any]) -> str:
+    """A provenance record's CPU as a reader compares machine kinds: the model name, and the family,
+    model and vector instructions where the record has them ("AMD EPYC (family 25, model 17, AVX512)")."""
+    parts = [f"{k} {hardware[f'cpu_{k}']}" for k in ("family", "model") if f"cpu_{k}" in hardware]
+    if "simd" in hardware:
+        parts.append(str(hardware["simd"]))
+    cpu = str(hardware.get("cpu", "-"))
+    return f"{cpu} ({', '.join(parts)})" if parts else cpu
 
 
 def recorded_parameters(project: Project, chapter: Chapter) -> dict[str, Any]:
@@ -767,7 +777,7 @@ def write_pages(project: Project) -> list[Path]:
         runtime = f"{st.runtime_s:.0f} s" if st.runtime_s is not None else "-"
         rows.append(
             f"| {{doc}}`chapters/{ch.name}` | `{st.profile}` | {st.seed} | {runtime} | "
-            f"{_md_escape(hw.get('cpu', '-'))} | {hw.get('threads', '-')} | {_md_escape(hw.get('gpu', '-'))} | {st.state} |"
+            f"{_md_escape(cpu_label(hw))} | {hw.get('threads', '-')} | {_md_escape(hw.get('gpu', '-'))} | {st.state} |"
         )
     versions = next(iter(docs.values()), {}).get("provenance", {}).get("versions", {})
     vers = ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"
@@ -819,7 +829,10 @@ def write_pages(project: Project) -> list[Path]:
         "",
         "Numbers are reproducible for the same inputs, seed and machine kind: the thread count",
         "is fixed (`MMM_THREADS`, default 2) and every generator is seeded by `mmmlib.runtime.setup`.",
-        "Other CPUs may move float32 results in the last digits; the book displays rounded values.",
+        "A machine kind is the CPU column above: its model name, its family and model numbers (cloud",
+        "machines of different generations often share a name) and the vector instructions torch's",
+        "kernels use. Other kinds move results in the last digits (the book displays rounded values)",
+        "and run at other speeds.",
         "",
     ]
     repro_md = atomic_write_text(book / "reproduce.md", "\n".join(repro))
