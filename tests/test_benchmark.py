@@ -102,7 +102,8 @@ def test_score_penalises_a_wrong_budget():
 
 def test_tasks_and_applicability():
     tasks = bm.make_tasks(bm.SWEEPS["full"])
-    assert len(tasks) == 4 * 5 * 4 + 5 + 2 * 5  # four weekly methods everywhere, the funnel model once, lift tests on two
+    # the prior-only reference and four weekly methods everywhere, the funnel model once, lift tests on two
+    assert len(tasks) == 5 * 5 * 4 + 5 + 2 * 5
     assert not bm.applies("funnel", "easy") and bm.applies("funnel", "funnel")
     with pytest.raises(ValueError, match="method must be one of"):
         bm.applies("prophet", "easy")
@@ -183,12 +184,12 @@ def test_winners_need_to_beat_the_seed_noise():
     rows = _rows()
     # two seeds: a paired t-test can separate only a difference that is the same on both seeds
     w = ex.winners(rows, "roi_mape")
-    assert w["easy"] == "tie: LightweightMMM, DeepCausal"  # 0.2/0.3 apart, not consistently
+    assert w["easy"] == "tie: LightweightMMM model (SVI), DeepCausal"  # 0.2/0.3 apart, not consistently
     rows5 = pd.concat([rows.assign(seed=rows["seed"] + 2 * k) for k in range(3)], ignore_index=True)
     rng = np.random.default_rng(0)
     rows5["roi_mape"] += rng.normal(0, 0.01, len(rows5))
-    assert ex.winners(rows5, "roi_mape")["easy"] == "LightweightMMM"  # 6 seeds, consistent gap
-    assert ex.winners(rows5, "roi_coverage")["easy"] == "LightweightMMM"  # nearer 0.9 on every seed
+    assert ex.winners(rows5, "roi_mape")["easy"] == "LightweightMMM model (SVI)"  # 6 seeds, consistent gap
+    assert ex.winners(rows5, "roi_coverage")["easy"] == "LightweightMMM model (SVI)"  # nearer 0.9 on every seed
     tied = rows5.copy()
     tied.loc[tied["method"] == "deepcausal", "roi_mape"] = (
         tied.loc[tied["method"] == "lightweightmmm", "roi_mape"].to_numpy() + rng.normal(0, 0.05, 6))
@@ -260,3 +261,58 @@ def test_oracle_floor_scores_the_training_window_like_the_board(tmp_path):
     assert r["ch06.roi_mape.easy.oracle"].value == pytest.approx(floor["roi_mape"].mean())
     assert r["ch06.roi_mape.funnel.oracle"].value == "n/a"
     assert r["ch06.roi_coverage_sd.easy.oracle"].display.startswith("± ")
+
+
+def test_prior_only_is_the_prior_median_and_spend_shares():
+    from mmmlib.bayes.model import data_roi_prior
+
+    world = make_world("easy", seed=2)
+    fit = bm.fit_method("prior_only", world, bm.SweepSettings())
+    train, _ = world.split()
+    mu, sigma = data_roi_prior(train)
+    np.testing.assert_allclose(fit.roi, np.exp(mu))
+    assert (fit.roi_lo < fit.roi).all() and (fit.roi < fit.roi_hi).all()
+    np.testing.assert_allclose(np.log(fit.roi_hi / fit.roi_lo), 2 * 1.6448536 * sigma, rtol=1e-6)
+    spend = train.spend_array().reshape(train.n_times, -1).sum(axis=0)
+    np.testing.assert_allclose(fit.share, spend / spend.sum())
+    scores = bm.score(fit, world)
+    assert np.isnan(scores["holdout_mape"]) and np.isnan(scores["regret"])
+    assert scores["roi_mape"] == pytest.approx(np.mean(np.abs(np.exp(mu) / world.roi.to_numpy() - 1)))
+
+
+def test_experiments_have_their_own_noise_per_world_and_design():
+    from mmmlib.bayes.lift import LiftDesign
+    from mmmlib.scoreboard.suite import experiment_seed, run_experiments
+
+    designs = [LiftDesign(0.2, 4, 0.1), LiftDesign(0.2, 4, 0.2), LiftDesign(0.2, 4, 0.4), LiftDesign(-1.0, 4, 0.2)]
+    seeds = {experiment_seed(w, s, d) for w in ("easy", "correlated") for s in range(5) for d in designs}
+    assert len(seeds) == 2 * 5 * len(designs)
+    world = make_world("easy", seed=0)
+    a = run_experiments(world, designs[0])
+    b = run_experiments(world, designs[2])
+    assert a == run_experiments(world, designs[0])  # the same design, world and seed: the same tests
+    # measurement errors in standard errors differ between designs (they were identical when
+    # every design drew its noise from the same seed)
+    from mmmlib.bayes.lift import true_lift
+
+    def z(tests):
+        return np.array([(t.lift - true_lift(world.native, t.channel, t.start, t.end, t.spend_change,
+                                             post_periods=t.post_periods)) / t.se for t in tests])
+
+    assert not np.allclose(z(a), z(b))
+    with pytest.raises(ValueError, match="media world"):
+        run_experiments(make_world("funnel", seed=0), designs[0])
+
+
+def test_paired_difference():
+    from mmmlib.scoreboard.board import paired_difference
+
+    rng = np.random.default_rng(0)
+    base = pd.Series(rng.normal(0.5, 0.2, 10))
+    out = paired_difference(base - 0.1 + rng.normal(0, 0.01, 10), base)
+    assert out["verdict"] == "lower" and out["diff"] == pytest.approx(-0.1, abs=0.01) and out["n"] == 10
+    assert paired_difference(base + rng.normal(0, 0.05, 10), base)["verdict"] == "tie"
+    assert paired_difference(base + 0.1 + rng.normal(0, 0.01, 10), base)["verdict"] == "higher"
+    assert paired_difference(base.iloc[:1], base.iloc[:1])["verdict"] == "tie"  # one pair tells nothing
+    with pytest.raises(ValueError, match="alpha"):
+        paired_difference(base, base, alpha=1.5)

@@ -323,3 +323,27 @@ def test_executed_chapter_prints_no_warning(name):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 assert "Warning" not in out["text"], f"{name} cell {i} prints: {out['text'][:300]}"
+
+
+#: Results keys of different chapters that report the same method, world and metric: they must be
+#: one computation (the same fits on the same seeds), so they must agree. A new chapter that reports
+#: a quantity another chapter already reports adds its pair here.
+SAME_QUANTITY = [
+    (f"ch06.{metric}.{world}.{method}", f"ch08.{world}.{arm}.{metric8}")
+    for world in ("easy", "correlated")
+    for method, arm in (("prior_only", "prior_only"), ("bayes_roi", "none"), ("bayes_lift", "plus20"))
+    for metric, metric8 in (("roi_mape", "roi_mape"), ("roi_coverage", "roi_coverage"), ("regret", "regret"))
+    if not (method == "prior_only" and metric == "regret")
+]
+
+
+def test_one_answer_per_question():
+    """Two chapters that report the same method on the same world give the same number."""
+    docs = {n: json.loads((PROJECT.results / f"{n}.json").read_text()) for n in ("06_scoreboard", "08_lift_tests")}
+    if {d["provenance"]["parameters"].get("profile") for d in docs.values()} != {"full"}:
+        pytest.skip("the book holds a quick run of chapter 6 or 8")
+    values = {k: r["value"] for d in docs.values() for k, r in d["results"].items()}
+    for a, b in SAME_QUANTITY:
+        assert a in values and b in values, f"{a} or {b} is not recorded"
+        assert values[a] == pytest.approx(values[b], rel=1e-6, abs=1e-9), (
+            f"{a} = {values[a]} and {b} = {values[b]} report the same quantity and differ")

@@ -14,7 +14,7 @@ USES = {
     "bayes": {"worlds"},  # Chapter 1 fits Chapter 0's worlds
     "deepcausal": {"bayes"},  # Chapter 3 sets Chapter 1's model beside its own
     "scoreboard": {"worlds", "bayes", "deepcausal", "funnel"},  # Chapter 6 races them
-    "lift": {"bayes", "scoreboard"},  # Chapter 8 calibrates Chapter 1's model on Chapter 6's worlds
+    "lift": {"bayes", "scoreboard", "worlds"},  # Chapter 8 calibrates Chapter 1's model on Chapter 6's worlds
 }
 
 

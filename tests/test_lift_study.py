@@ -65,6 +65,52 @@ def test_an_arm_is_checked():
     with pytest.raises(ValueError, match="Arm.use"):
         Arm("easy", 0, "plus20", use="posterior")
     assert Arm("easy", 0, "off", use="prior").label == "switched off for 4 weeks, se 20%, as ROI prior"
+    assert Arm("easy", 0, "plus20+off").label == "+20% for 4 weeks, se 20% and switched off for 4 weeks, se 20%"
+    with pytest.raises(ValueError, match="Arm.design"):
+        Arm("easy", 0, "plus20+")
+
+
+def test_shape_known_without_tests_is_the_books_oracle():
+    """With no test the shape-known reader is oracle_roi's least squares: the same ROI error."""
+    from mmmlib.bayes.evaluate import oracle_roi
+    from mmmlib.lift.study import fit_shape_known
+
+    world = make_world("easy", 1)
+    oracle = oracle_roi(world.native, seed=1, weeks=world.train_weeks, draws=20000)
+    ours = fit_shape_known(world, [], draws=20000, seed=1)
+    assert ours["roi_mape"] == pytest.approx(oracle["abs_pct_error"].mean(), abs=0.02)
+    assert ours["roi_coverage"] == pytest.approx(oracle["covered"].mean())
+
+
+def test_shape_known_reads_exact_tests_as_the_truth():
+    """A test with a tiny standard error pins its channel's scale at the truth; the others are
+    untouched."""
+    from mmmlib.bayes.lift import LiftTest, true_lift
+    from mmmlib.lift.study import fit_shape_known
+
+    world = make_world("easy", 1)
+    exact = []
+    for ch in world.channels:
+        truth = true_lift(world.native, ch, 40, 44, 0.2, post_periods=4)
+        exact.append(LiftTest(ch, 40, 44, 0.2, truth, 1e-6 * abs(truth), post_periods=4))
+    assert fit_shape_known(world, exact)["roi_mape"] < 1e-4
+    assert fit_shape_known(world, exact)["roi_coverage"] == 1.0
+    wrong = [LiftTest(t.channel, t.start, t.end, t.spend_change, 2 * t.lift, t.se, post_periods=4) for t in exact]
+    assert fit_shape_known(world, wrong)["roi_mape"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_measurement_errors_are_those_of_the_arms_tests():
+    from mmmlib.lift.study import measurement_errors
+
+    arms = [Arm("easy", 0, "plus20"), Arm("easy", 0, "plus20_se10"), Arm("easy", 0, "plus20+off")]
+    errors = measurement_errors(arms)
+    assert len(errors) == 4 + 4 + 8
+    one, precise = errors[errors["design"] == "plus20"], errors[errors["design"] == "plus20_se10"]
+    both = errors[errors["design"] == "plus20+off"]
+    # the two-test arm runs the +20% arm's tests (paired), and a design of its own noise
+    np.testing.assert_allclose(both["z"].to_numpy()[:4], one["z"].to_numpy())
+    assert not np.allclose(one["z"].to_numpy(), precise["z"].to_numpy())
+    np.testing.assert_allclose(one["ratio"] - 1, 0.2 * one["z"], rtol=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +126,16 @@ def test_an_arm_is_fitted_and_scored(small):
         assert {"roi_mape", "roi_coverage", "regret", "mroi_mape", "roi_median.search", "log_roi_sd.search"} <= set(row)
     assert plain["tested"] == 0 and tested["tested"] == 1 and np.isnan(plain["lift_ratio"])
     assert np.isfinite(tested["lift_ratio"]) and np.isnan(prior["lift_ratio"])
-    # a precise switch-off test as a prior pins that channel's ROI: its posterior narrows
-    assert prior["log_roi_sd.search"] < 0.5 * plain["log_roi_sd.search"]
+    # a switch-off test as a prior pins that channel's ROI: its posterior narrows to about the
+    # test's own width (the prior's log-sd)
+    from mmmlib.bayes.lift import lift_roi_prior
+    from mmmlib.lift.study import DESIGNS
+    from mmmlib.scoreboard.suite import run_experiments
+
+    world = make_world("easy", 0)
+    (test,) = run_experiments(world, DESIGNS["off"], ("search",))
+    _, width = lift_roi_prior(test, world.split()[0])
+    assert prior["log_roi_sd.search"] < min(plain["log_roi_sd.search"], 1.5 * width)
     again = fit_arm(Arm("easy", 0, "off", channels=("search",)), small)
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in tested.items() if k != "seconds"}
 

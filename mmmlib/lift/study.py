@@ -17,6 +17,18 @@ and scores it as the scoreboard does, plus the error of the *marginal* ROI:
 ``lift_ratio``
     Mean over the tests of the posterior-mean predicted lift over the measured one.
 
+Every arm draws its own experiments: their weeks and measurement noise are seeded by the world,
+its seed and the design (:func:`mmmlib.scoreboard.suite.experiment_seed`), so no two designs or
+worlds share their noise. An arm whose ``design`` joins two keys with ``+`` (``plus20+off``) runs
+both experiments on every channel it tests: two points of the response curve, which together
+identify its curvature.
+
+*Shape known* (:func:`fit_shape_known`): the same tests read by an analyst who knows every
+channel's true response curve (adstock decay, half-saturation, slope) and fits only the
+coefficients (flat prior, the book's oracle of :func:`mmmlib.bayes.evaluate.oracle_roi` with the
+tests as further observations). It separates what a test measures from what the shape priors make
+of it.
+
 An experiment enters the model in one of two ways (``use``): ``likelihood`` (one more observation
 of the model's predicted incremental sales, :meth:`BayesianMMM.fit` with ``lift_tests``) or
 ``prior`` (the test's incremental ROI as the channel's LogNormal ROI prior,
@@ -33,20 +45,28 @@ seed, so the numbers do not depend on the order or the number of workers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mmmlib.bayes.lift import LiftDesign, LiftTest, lift_roi_prior, plan_tests
+from mmmlib.bayes.lift import LiftDesign, LiftTest, lift_roi_prior, true_lift
 from mmmlib.bayes.model import BayesianMMM
 from mmmlib.metrics import mape
 from mmmlib.runtime import check_profile, setup
-from mmmlib.scoreboard.methods import bayes_method_fit, score
-from mmmlib.scoreboard.suite import SuiteWorld, make_world
+from mmmlib.scoreboard.board import paired_difference
+from mmmlib.scoreboard.methods import (
+    SweepSettings,
+    bayes_method_fit,
+    fit_bayes_model,
+    fit_method,
+    score,
+)
+from mmmlib.scoreboard.suite import SuiteWorld, make_world, run_experiments
+from mmmlib.transforms import fourier_features
 from mmmlib.workers import map_on_cores
+from mmmlib.worlds.media import true_contributions
 
 __all__ = [
     "DESIGNS",
@@ -54,9 +74,14 @@ __all__ = [
     "Arm",
     "LiftStudySettings",
     "fit_arm",
+    "fit_shape_known",
     "marginal_roi",
+    "measurement_errors",
+    "paired_change",
     "run_arms",
+    "run_prior_only",
     "run_selection",
+    "run_shape_known",
     "selection_path",
 ]
 
@@ -84,7 +109,8 @@ class Arm:
     seed : int
         World seed (also the seed of the tests' windows and noise, and of the fit).
     design : str or None
-        Key of :data:`DESIGNS`; ``None``: no experiment.
+        Key of :data:`DESIGNS`, or keys joined by ``+`` (each run on every channel tested);
+        ``None``: no experiment.
     channels : tuple of str or None
         Channels tested (``None``: every channel).
     use : str
@@ -98,16 +124,21 @@ class Arm:
     use: str = "likelihood"
 
     def __post_init__(self) -> None:
-        if self.design is not None and self.design not in DESIGNS:
-            raise ValueError(f"Arm.design must be one of {tuple(DESIGNS)} or None, got {self.design!r}")
+        if self.design is not None and (not self.design or any(d not in DESIGNS for d in self.design.split("+"))):
+            raise ValueError(f"Arm.design must be keys of {tuple(DESIGNS)} joined by '+', or None, got {self.design!r}")
         if self.use not in ("likelihood", "prior"):
             raise ValueError(f"Arm.use must be 'likelihood' or 'prior', got {self.use!r}")
+
+    @property
+    def designs(self) -> tuple[LiftDesign, ...]:
+        """The designs run on every channel tested (none without experiment)."""
+        return () if self.design is None else tuple(DESIGNS[d] for d in self.design.split("+"))
 
     @property
     def label(self) -> str:
         if self.design is None:
             return "no experiment"
-        return f"{DESIGNS[self.design].label}" + (", as ROI prior" if self.use == "prior" else "")
+        return " and ".join(d.label for d in self.designs) + (", as ROI prior" if self.use == "prior" else "")
 
 
 @dataclass(frozen=True)
@@ -127,7 +158,7 @@ class LiftStudySettings:
     selection_steps : int
         Experiments chosen one after another.
     svi_steps : int
-        Steps of each VI fit; ``draws``: posterior draws kept.
+        Steps of each VI fit; ``draws``: posterior draws kept (as in Chapter 6's scoreboard).
     nuts : dict
         NUTS settings of the check of the reference design against VI.
     workers : int
@@ -143,7 +174,7 @@ class LiftStudySettings:
     selection_use: str = "prior"
     selection_steps: int = 2
     svi_steps: int = 3000
-    draws: int = 1000
+    draws: int = 2000
     nuts: dict = field(default_factory=lambda: {"num_warmup": 500, "num_samples": 500, "chains": 2})
     workers: int = 2
 
@@ -170,22 +201,33 @@ def marginal_roi(response, current: np.ndarray, step: float = 0.05) -> np.ndarra
 
 
 def _tests(arm: Arm, world: SuiteWorld) -> list[LiftTest]:
-    if arm.design is None:
-        return []
-    channels = world.channels if arm.channels is None else arm.channels
-    return plan_tests(world.native, channels, DESIGNS[arm.design], seed=arm.seed, last_period=world.train_weeks)
+    return [t for design in arm.designs for t in run_experiments(world, design, arm.channels)]
 
 
 def _fit(world: SuiteWorld, tests: Sequence[LiftTest], use: str, settings: LiftStudySettings, seed: int,
-         inference: str = "svi") -> BayesianMMM:
+         inference: str = "svi") -> tuple[BayesianMMM, float]:
     train, _ = world.split()
     own = {t.channel: lift_roi_prior(t, train) for t in tests} if use == "prior" else None
-    mmm = BayesianMMM(model="hill_adstock", media_prior="roi", roi_prior="data", roi_prior_by_channel=own)
-    if inference == "svi":
-        kw = dict(inference="svi", svi_steps=settings.svi_steps, num_samples=settings.draws, chains=1)
-    else:
-        kw = dict(inference="nuts", **settings.nuts)
-    return mmm.fit(train, seed=seed, lift_tests=list(tests) if use == "likelihood" and tests else None, **kw)
+    return fit_bayes_model(world, "roi", seed, settings.svi_steps, settings.draws,
+                           tests=tests if use == "likelihood" else None, roi_prior_by_channel=own,
+                           inference=inference, nuts=settings.nuts)
+
+
+def measurement_errors(arms: Sequence[Arm]) -> pd.DataFrame:
+    r"""Every test the arms ran, against the world's true lift: one row per test with ``world``,
+    ``seed``, ``design`` (of the arm), ``test`` (the design's label), ``channel``, ``z`` (the
+    measurement error in standard errors, :math:`(\widehat{\text{lift}} - \text{lift}) / \mathrm{se}`)
+    and ``ratio`` (measured over true lift). What the study drew, so that a reader can check that
+    the noise is centred and that no two arms share it."""
+    rows = []
+    for arm in arms:
+        world = make_world(arm.world, arm.seed)
+        for design in arm.designs:
+            for t in run_experiments(world, design, arm.channels):
+                truth = true_lift(world.native, t.channel, t.start, t.end, t.spend_change, post_periods=t.post_periods)
+                rows.append({"world": arm.world, "seed": arm.seed, "design": arm.design, "test": design.label,
+                             "channel": t.channel, "z": (t.lift - truth) / t.se, "ratio": t.lift / truth})
+    return pd.DataFrame(rows, columns=["world", "seed", "design", "test", "channel", "z", "ratio"])
 
 
 def _score(mmm: BayesianMMM, world: SuiteWorld, tests: Sequence[LiftTest], seconds: float) -> dict:
@@ -209,11 +251,103 @@ def fit_arm(arm: Arm, settings: LiftStudySettings, inference: str = "svi") -> di
     setup(arm.seed, threads=1)
     world = make_world(arm.world, arm.seed)
     tests = _tests(arm, world)
-    t0 = time.perf_counter()
-    mmm = _fit(world, tests, arm.use, settings, arm.seed, inference)
-    seconds = time.perf_counter() - t0
+    mmm, seconds = _fit(world, tests, arm.use, settings, arm.seed, inference)
     return {"world": arm.world, "seed": arm.seed, "design": arm.design or "none", "use": arm.use,
             "tested": len(tests), "inference": inference, **_score(mmm, world, tests, seconds)}
+
+
+def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float = 0.9, draws: int = 4000,
+                    seed: int = 0) -> dict:
+    r"""The tests read by an analyst who knows every channel's true response curve.
+
+    Sales over the training weeks are linear in the world's true media contributions
+    :math:`m_{tc}` (its adstock and Hill curves at their true parameters) times a scale
+    :math:`\gamma_c` (1 is the truth), beside an intercept, a trend, the world's yearly harmonics
+    and its controls, with Gaussian noise whose sd is that of the least-squares residuals
+    (:func:`mmmlib.bayes.evaluate.oracle_roi`'s analyst). A test on channel :math:`c` is one more
+    observation :math:`\widehat{	ext{lift}} \sim \mathcal N(\gamma_c\,	ext{lift}, \mathrm{se}^2)`,
+    since with the curve known the lift scales with :math:`\gamma_c`. Under a flat prior the
+    posterior is Gaussian, restricted to :math:`\gamma \ge 0` by rejection; a channel's ROI and
+    marginal ROI are :math:`\gamma_c` times the true ones.
+
+    Returns
+    -------
+    dict
+        ``roi_mape``, ``roi_coverage`` (of the central ``level`` interval) and ``mroi_mape``,
+        scored as the arms are.
+    """
+    native, n = world.native, world.train_weeks
+    C = len(world.channels)
+    contrib = true_contributions(native)[:n].reshape(n, C, -1).sum(axis=-1)
+    base = np.column_stack([np.ones(n), np.arange(n, dtype=np.float64) / n,
+                            fourier_features(n, 52.0, native.config.seasonality_degrees).numpy(),
+                            native.data.controls_array()[:n].reshape(n, -1)])
+    X = np.column_stack([base, contrib])
+    y = native.data.target_array()[:n].reshape(n).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    sigma = float(np.sqrt(np.sum((y - X @ coef) ** 2) / (n - X.shape[1])))
+    rows, obs = [X / sigma], [y / sigma]
+    for t in tests:
+        d = np.zeros(X.shape[1])
+        d[base.shape[1] + list(world.channels).index(t.channel)] = true_lift(
+            native, t.channel, t.start, t.end, t.spend_change, post_periods=t.post_periods) / t.se
+        rows.append(d[None, :])
+        obs.append(np.array([t.lift / t.se]))
+    A, b = np.vstack(rows), np.concatenate(obs)
+    mean, *_ = np.linalg.lstsq(A, b, rcond=None)
+    cov = np.linalg.inv(A.T @ A)[-C:, -C:]
+    gamma = np.random.default_rng(seed).multivariate_normal(mean[-C:], cov, size=4 * draws)
+    gamma = gamma[(gamma >= 0).all(axis=1)][:draws]
+    if len(gamma) < draws // 10:
+        raise RuntimeError(f"fit_shape_known: only {len(gamma)} of {4 * draws} draws have every scale >= 0")
+    a = (1.0 - level) / 2.0
+    lo, med, hi = np.quantile(gamma, [a, 0.5, 1.0 - a], axis=0)
+    return {"roi_mape": float(np.mean(np.abs(med - 1.0))),
+            "roi_coverage": float(np.mean((lo <= 1.0) & (1.0 <= hi))),
+            "mroi_mape": float(np.mean(np.abs(med - 1.0)))}
+
+
+def run_shape_known(arms: Sequence[Arm]) -> pd.DataFrame:
+    """:func:`fit_shape_known` for every arm whose tests are in the likelihood (the same tests as
+    the arm's), one row each: ``world, seed, design`` and the scores."""
+    rows = []
+    for arm in arms:
+        world = make_world(arm.world, arm.seed)
+        rows.append({"world": arm.world, "seed": arm.seed, "design": arm.design or "none",
+                     **fit_shape_known(world, _tests(arm, world), seed=arm.seed)})
+    return pd.DataFrame(rows)
+
+
+def run_prior_only(worlds: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """The reference every arm is read against: the ROI-prior model's prior alone, before any sales
+    or test (Chapter 6's ``prior_only`` method), one row per world and seed with ``roi_mape`` and
+    ``roi_coverage``."""
+    rows = []
+    for name in worlds:
+        for seed in seeds:
+            world = make_world(name, seed)
+            scores = score(fit_method("prior_only", world, SweepSettings()), world)
+            rows.append({"world": name, "seed": seed, "key": "prior_only", "roi_mape": scores["roi_mape"],
+                         "roi_coverage": scores["roi_coverage"]})
+    return pd.DataFrame(rows)
+
+
+def paired_change(rows: pd.DataFrame, metric: str, key: str, base: str = "none", alpha: float = 0.05) -> dict:
+    """How arm ``key`` changes ``metric`` against arm ``base`` on the same worlds and seeds: the
+    paired t-test of :func:`mmmlib.scoreboard.board.paired_difference` over (world, seed).
+
+    Returns
+    -------
+    dict
+        ``diff`` (mean of key minus base), ``se``, ``n``, ``p`` and ``verdict``: ``falls`` or
+        ``rises`` beyond seed noise, or ``does not move beyond seed noise``.
+    """
+    table = rows.pivot_table(index=["world", "seed"], columns="key", values=metric)
+    if key not in table or base not in table:
+        raise ValueError(f"paired_change: rows have no arm {key!r} or {base!r}; they have {list(table.columns)}")
+    out = paired_difference(table[key], table[base], alpha)
+    out["verdict"] = {"lower": "falls", "higher": "rises"}.get(out["verdict"], "does not move beyond seed noise")
+    return out
 
 
 def run_arms(arms: Sequence[Arm], settings: LiftStudySettings, inference: str = "svi") -> pd.DataFrame:
@@ -242,12 +376,13 @@ def selection_path(seed: int, settings: LiftStudySettings) -> list[dict]:
     """
     setup(seed, threads=1)
     world = make_world(settings.selection_world, seed)
-    design = DESIGNS[settings.selection_design]
     channels = list(world.channels)
-    every = {t.channel: t for t in plan_tests(world.native, channels, design, seed=seed, last_period=world.train_weeks)}
-    t0 = time.perf_counter()
-    base = _fit(world, [], "likelihood", settings, seed)
-    base_row = _score(base, world, [], time.perf_counter() - t0)
+    every: dict[str, list[LiftTest]] = {c: [] for c in channels}
+    for design in Arm(settings.selection_world, seed, settings.selection_design).designs:
+        for t in run_experiments(world, design):
+            every[t.channel].append(t)
+    base, seconds = _fit(world, [], "likelihood", settings, seed)
+    base_row = _score(base, world, [], seconds)
     rows = []
     for strategy in STRATEGIES:
         rows.append({"seed": seed, "strategy": strategy, "step": 0, "tested": "", **base_row})
@@ -262,11 +397,10 @@ def selection_path(seed: int, settings: LiftStudySettings) -> list[dict]:
                          else _at_stake(mmm, world))
                 pick = max(left, key=lambda c: value[channels.index(c)])
             chosen.append(pick)
-            tests = [every[c] for c in chosen]
-            t0 = time.perf_counter()
-            mmm = _fit(world, tests, settings.selection_use, settings, seed)
+            tests = [t for c in chosen for t in every[c]]
+            mmm, seconds = _fit(world, tests, settings.selection_use, settings, seed)
             rows.append({"seed": seed, "strategy": strategy, "step": step, "tested": " ".join(chosen),
-                         **_score(mmm, world, tests, time.perf_counter() - t0)})
+                         **_score(mmm, world, tests, seconds)})
     return rows
 
 

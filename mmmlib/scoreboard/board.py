@@ -29,6 +29,8 @@ __all__ = [
     "record_scoreboard",
     "winners",
     "oracle_floor",
+    "paired_difference",
+    "spread_text",
     "record_oracle_floor",
     "holdout_vs_roi",
     "plot_scores",
@@ -36,10 +38,11 @@ __all__ = [
 ]
 
 METHOD_LABELS = {
+    "prior_only": "prior only",
     "regression": "regression",
-    "lightweightmmm": "LightweightMMM",
-    "bayes_roi": "Bayes + ROI prior",
-    "bayes_lift": "Bayes + lift tests",
+    "lightweightmmm": "LightweightMMM model (SVI)",
+    "bayes_roi": "Bayes + ROI prior (SVI)",
+    "bayes_lift": "Bayes + lift tests (SVI)",
     "deepcausal": "DeepCausal",
     "funnel": "U-A-C funnel",
 }
@@ -73,7 +76,8 @@ def record_scoreboard(
     under ``<prefix>.<metric>_sd.<world>.<method>``.
 
     Cells with no number are recorded as text: ``n/a`` where the method does not apply to the
-    world, ``none`` where it gives no interval (their spread is recorded as an empty text).
+    world, ``none`` where it gives no interval, ``not scored`` where it makes no forecast or
+    budget (their spread is recorded as an empty text).
     Returns the number of cells recorded (means only).
     """
     n = 0
@@ -93,15 +97,17 @@ def record_scoreboard(
                 else:
                     value = board.loc[(world, method), (metric, "mean")]
                     sd = board.loc[(world, method), (metric, "sd")]
-                    if np.isnan(value):
+                    if np.isnan(value) and metric == "roi_coverage":
                         results.add(key, "none", "no interval", meaning)
+                    elif np.isnan(value):
+                        results.add(key, "not scored", "no forecast or budget", meaning)
                     else:
                         results.add(key, float(value), unit, meaning, fmt=fmt)
                 if spread:
                     if np.isnan(value) or np.isnan(sd):
                         results.add(sd_key, "", "no spread", sd_meaning)
                     else:
-                        results.add(sd_key, "± " + format(float(sd), fmt), unit, sd_meaning)
+                        results.add(sd_key, spread_text(sd, fmt), unit, sd_meaning)
                 n += 1
     return n
 
@@ -163,6 +169,50 @@ def winners(rows: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.Series:
     return pd.Series(out, name=metric)
 
 
+def spread_text(sd: float, fmt: str = ".2f") -> str:
+    """A spread as the book prints it after its mean: ``± 0.05``; empty when there is none (one
+    seed).
+
+    Examples
+    --------
+    >>> spread_text(0.0512), spread_text(float("nan"))
+    ('± 0.05', '')
+    """
+    return "" if not np.isfinite(sd) else "± " + format(float(sd), fmt)
+
+
+def paired_difference(a: pd.Series, b: pd.Series, alpha: float = 0.05) -> dict[str, float | str]:
+    """Is ``a`` lower or higher than ``b`` beyond the noise of the units they share?
+
+    The test the book decides its verdicts by: a two-sided paired t-test over the index labels
+    (world seeds) present in both, as :func:`winners` compares methods.
+
+    Returns
+    -------
+    dict
+        ``diff`` (mean of ``a - b``), ``se`` (its standard error), ``n`` (pairs), ``p`` and
+        ``verdict``: ``lower`` or ``higher`` when p < ``alpha``, else ``tie``.
+
+    Examples
+    --------
+    >>> a = pd.Series([0.30, 0.35, 0.28, 0.33]); b = pd.Series([0.50, 0.52, 0.49, 0.55])
+    >>> paired_difference(a, b)["verdict"]
+    'lower'
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    pair = pd.concat({"a": a, "b": b}, axis=1).dropna()
+    diff = pair["a"] - pair["b"]
+    n = len(diff)
+    if n < 2:
+        return {"diff": float(diff.mean()) if n else float("nan"), "se": float("nan"), "n": n, "p": float("nan"),
+                "verdict": "tie"}
+    se = float(diff.std(ddof=1) / np.sqrt(n))
+    p = float(stats.ttest_rel(pair["a"], pair["b"]).pvalue) if se > 0 else (1.0 if diff.mean() == 0 else 0.0)
+    verdict = "tie" if not p < alpha else ("lower" if diff.mean() < 0 else "higher")
+    return {"diff": float(diff.mean()), "se": se, "n": n, "p": p, "verdict": verdict}
+
+
 ORACLE_WORLDS = ("easy", "correlated")
 """The worlds whose data-generating model an oracle can fit: constant effects through known
 transforms (the time-varying world's drifting effects and the funnel world are not of that form)."""
@@ -218,7 +268,7 @@ def record_oracle_floor(results, floor: pd.DataFrame, prefix: str = "ch06") -> N
             else:
                 results.add(key, float(values.mean()), unit, meaning + ", mean over seeds", fmt=fmt)
                 sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-                results.add(sd_key, "" if np.isnan(sd) else "± " + format(sd, fmt), unit, meaning + ", sd over seeds")
+                results.add(sd_key, spread_text(sd, fmt), unit, meaning + ", sd over seeds")
 
 
 def holdout_vs_roi(rows: pd.DataFrame) -> dict[str, float]:

@@ -47,10 +47,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mmmlib.bayes.lift import LiftDesign, plan_tests
+from mmmlib.bayes.lift import LiftDesign, LiftTest
 from mmmlib.metrics import coverage, mae, mape
 from mmmlib.runtime import peak_rss_mb
-from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world
+from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world, run_experiments
 
 __all__ = [
     "METHODS",
@@ -63,6 +63,7 @@ __all__ = [
     "LIFT_WORLDS",
     "applies",
     "bayes_method_fit",
+    "fit_bayes_model",
     "make_tasks",
     "finite_draws",
     "fit_method",
@@ -77,6 +78,7 @@ __all__ = [
 ]
 
 METHODS: dict[str, str] = {
+    "prior_only": "reference: the ROI-prior model's prior alone (every ROI at its prior median, shares at spend shares)",
     "regression": "linear regression on spend (a naive reference)",
     "lightweightmmm": "chapter 1: LightweightMMM's hill-adstock model, cost prior (SVI)",
     "bayes_roi": "chapter 1: the same model with our ROI prior (SVI)",
@@ -190,9 +192,10 @@ class MethodFit:
     share : numpy.ndarray, shape (C,)
         Each channel's share of the media contribution.
     holdout : numpy.ndarray, shape (H,)
-        Forecast of the holdout weeks' sales.
-    response : callable
-        The method's expected weekly sales (up to a constant) of a constant weekly spend plan.
+        Forecast of the holdout weeks' sales (NaN: the method forecasts none).
+    response : callable or None
+        The method's expected weekly sales (up to a constant) of a constant weekly spend plan
+        (``None``: the method proposes no budget).
     seconds : float
         Wall time of the fit.
     dropped_draws : int
@@ -204,7 +207,7 @@ class MethodFit:
     roi_hi: np.ndarray | None
     share: np.ndarray
     holdout: np.ndarray
-    response: Callable[[np.ndarray], float]
+    response: Callable[[np.ndarray], float] | None
     seconds: float
     dropped_draws: int = 0
 
@@ -268,19 +271,58 @@ def _fit_regression(world: SuiteWorld, settings: SweepSettings) -> MethodFit:
                      lambda s: float(np.dot(roi, s)), seconds)
 
 
-def _fit_bayes(world: SuiteWorld, settings: SweepSettings, prior: str, seed: int, lift: bool = False) -> MethodFit:
-    """Chapter 1's model; with ``lift``, after :data:`LIFT_DESIGN` run on every channel (Chapter 8)."""
+def fit_bayes_model(world: SuiteWorld, prior: str, seed: int, svi_steps: int, draws: int = 2000,
+                    tests: Sequence[LiftTest] | None = None,
+                    roi_prior_by_channel: dict[str, tuple[float, float]] | None = None,
+                    inference: str = "svi", nuts: dict | None = None):
+    """Chapter 1's hill-adstock model fitted to the training weeks of ``world``, as the scoreboard
+    and Chapter 8 fit it: ``prior`` ``"roi"`` (the data-centred ROI prior) or ``"cost"``; lift
+    ``tests`` in the likelihood; full-rank Gaussian VI of ``svi_steps`` steps and ``draws`` draws,
+    or NUTS with the settings ``nuts``.
+
+    Returns
+    -------
+    tuple
+        The fitted :class:`~mmmlib.bayes.model.BayesianMMM` and the wall time of the fit (s).
+    """
     from mmmlib.bayes.model import BayesianMMM
 
-    train, test = world.split()
-    tests = (plan_tests(world.native, world.channels, LIFT_DESIGN, seed=seed, last_period=world.train_weeks)
-             if lift else None)
+    train, _ = world.split()
+    if inference == "svi":
+        kw = dict(inference="svi", svi_steps=svi_steps, num_samples=max(draws // 2, 1), chains=2)
+    else:
+        kw = dict(inference="nuts", **(nuts or {}))
+    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior="data",
+                      roi_prior_by_channel=roi_prior_by_channel)
     t0 = time.perf_counter()
-    mmm = BayesianMMM(model="hill_adstock", media_prior=prior, roi_prior="data").fit(
-        train, inference="svi", svi_steps=settings.svi_steps, seed=seed, lift_tests=tests
-    )
-    seconds = time.perf_counter() - t0
+    mmm.fit(train, seed=seed, lift_tests=list(tests) if tests else None, **kw)
+    return mmm, time.perf_counter() - t0
+
+
+def _fit_bayes(world: SuiteWorld, settings: SweepSettings, prior: str, seed: int, lift: bool = False) -> MethodFit:
+    """Chapter 1's model; with ``lift``, after :data:`LIFT_DESIGN` run on every channel (Chapter 8)."""
+    tests = run_experiments(world, LIFT_DESIGN) if lift else None
+    mmm, seconds = fit_bayes_model(world, prior, seed, settings.svi_steps, tests=tests)
     return bayes_method_fit(mmm, world, seconds)
+
+
+def _fit_prior_only(world: SuiteWorld) -> MethodFit:
+    """What the ROI-prior model knows before it sees the sales: every channel's ROI at the median of
+    its data-centred ROI prior (:func:`~mmmlib.bayes.model.data_roi_prior`), the prior's central
+    90% interval, and so each channel's contribution in proportion to its spend. It forecasts no
+    sales and proposes no budget (holdout error and regret are not scored)."""
+    from scipy import stats
+
+    from mmmlib.bayes.model import data_roi_prior
+
+    t0 = time.perf_counter()
+    train, test = world.split()
+    mu, sigma = data_roi_prior(train)
+    C = len(world.channels)
+    z = stats.norm.ppf(0.95)
+    spend = train.spend_array().reshape(train.n_times, C).sum(axis=0)
+    return MethodFit(np.full(C, np.exp(mu)), np.full(C, np.exp(mu - z * sigma)), np.full(C, np.exp(mu + z * sigma)),
+                     spend / spend.sum(), np.full(test.n_times, np.nan), None, time.perf_counter() - t0)
 
 
 def bayes_method_fit(mmm, world: SuiteWorld, seconds: float) -> MethodFit:
@@ -390,6 +432,8 @@ def fit_method(method: str, world: SuiteWorld, settings: SweepSettings, seed: in
     """Fit one method to the training weeks of ``world``."""
     if not applies(method, world.name):
         raise ValueError(f"method {method!r} does not apply to the {world.name!r} world")
+    if method == "prior_only":
+        return _fit_prior_only(world)
     if method == "regression":
         return _fit_regression(world, settings)
     if method == "lightweightmmm":
@@ -409,14 +453,16 @@ def score(fit: MethodFit, world: SuiteWorld, bounds_pct: float = 0.3) -> dict[st
 
     truth_roi = world.roi.to_numpy()
     observed = world.data.target_array().reshape(world.data.n_times)[world.train_weeks :]
-    chosen = optimize_budget(fit.response, world.current, world.channels, bounds_pct=bounds_pct)
-    lost, _ = regret(chosen, world.response)
+    lost = float("nan")
+    if fit.response is not None:
+        chosen = optimize_budget(fit.response, world.current, world.channels, bounds_pct=bounds_pct)
+        lost, _ = regret(chosen, world.response)
     has_interval = fit.roi_lo is not None and fit.roi_hi is not None
     return {
         "roi_mape": mape(fit.roi, truth_roi),
         "share_mae": mae(fit.share, world.share.to_numpy()),
         "roi_coverage": coverage(fit.roi_lo, fit.roi_hi, truth_roi) if has_interval else float("nan"),
-        "holdout_mape": mape(fit.holdout, observed),
+        "holdout_mape": mape(fit.holdout, observed) if np.isfinite(fit.holdout).all() else float("nan"),
         "regret": lost,
     }
 

@@ -28,13 +28,15 @@ sales of a constant weekly spend plan, at the effectiveness of the last 13 train
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
+from mmmlib.bayes.lift import LiftDesign, LiftTest, plan_tests
 from mmmlib.data import MediaDataset
 from mmmlib.funnel.model import FunnelMask, FunnelParams, attribution, funnel, media_pressure
 from mmmlib.funnel.world import UACWorld, UACWorldConfig, simulate_uac_world
@@ -43,7 +45,9 @@ from mmmlib.worlds.media import SimulatedWorld, easy_world, hard_world
 __all__ = [
     "WORLDS",
     "SuiteWorld",
+    "experiment_seed",
     "make_world",
+    "run_experiments",
     "tvc_multipliers",
     "funnel_weekly_response",
 ]
@@ -236,3 +240,33 @@ def make_world(name: str, seed: int = 0, holdout_weeks: int = 13) -> SuiteWorld:
         m = tvc_multipliers(rng, n, len(world.truth.channels), n - holdout_weeks)
         return _media_suite(name, world, holdout_weeks, m)
     return _funnel_suite(seed, holdout_weeks)
+
+
+def experiment_seed(world: str, seed: int, design: LiftDesign) -> int:
+    """The seed of the experiments of ``design`` run in world ``world`` drawn with ``seed``.
+
+    Every world, seed and design has its own: two designs (or the same design in two worlds) do
+    not share the draws that choose their weeks and the noise of their measurements. The same
+    design in the same world and seed always gets the same seed, so two chapters that run it
+    report the same tests.
+
+    Examples
+    --------
+    >>> a = experiment_seed("easy", 0, LiftDesign(0.2, 4, 0.2))
+    >>> a == experiment_seed("easy", 0, LiftDesign(0.2, 4, 0.2))
+    True
+    >>> a == experiment_seed("easy", 0, LiftDesign(0.2, 4, 0.1)) or a == experiment_seed("correlated", 0, LiftDesign(0.2, 4, 0.2))
+    False
+    """
+    key = f"{world}|{design.spend_change!r}|{design.weeks}|{design.relative_se!r}|{design.post_weeks}"
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(key.encode())]).generate_state(1)[0])
+
+
+def run_experiments(world: SuiteWorld, design: LiftDesign, channels: Sequence[str] | None = None) -> list[LiftTest]:
+    """Run ``design`` on ``channels`` (default: every channel) of a media world, inside its training
+    weeks (:func:`mmmlib.bayes.lift.plan_tests`), seeded by :func:`experiment_seed`."""
+    if not isinstance(world.native, SimulatedWorld):
+        raise ValueError(f"experiments need a media world with known lifts, not the {world.name!r} world")
+    channels = world.channels if channels is None else tuple(channels)
+    return plan_tests(world.native, channels, design, seed=experiment_seed(world.name, world.seed, design),
+                      last_period=world.train_weeks)
