@@ -300,8 +300,10 @@ def test_experiments_have_their_own_noise_per_world_and_design():
                                              post_periods=t.post_periods)) / t.se for t in tests])
 
     assert not np.allclose(z(a), z(b))
-    with pytest.raises(ValueError, match="media world"):
-        run_experiments(make_world("funnel", seed=0), designs[0])
+    assert experiment_seed("easy", 0, LiftDesign(-1, 4, 0.2)) == experiment_seed("easy", 0, LiftDesign(-1.0, 4, 0.2))
+    for name in ("funnel", "time_varying"):  # no known lifts there
+        with pytest.raises(ValueError, match="media world with known lifts"):
+            run_experiments(make_world(name, seed=0), designs[0])
 
 
 def test_paired_difference():

@@ -340,8 +340,15 @@ SAME_QUANTITY = [
 def test_one_answer_per_question():
     """Two chapters that report the same method on the same world give the same number."""
     docs = {n: json.loads((PROJECT.results / f"{n}.json").read_text()) for n in ("06_scoreboard", "08_lift_tests")}
-    if {d["provenance"]["parameters"].get("profile") for d in docs.values()} != {"full"}:
+    prov = [d["provenance"] for d in docs.values()]
+    if {p["parameters"].get("profile") for p in prov} != {"full"}:
         pytest.skip("the book holds a quick run of chapter 6 or 8")
+    # the same fits give the same numbers on one machine kind with one seed; across kinds the last
+    # digits of a VI fit move, so the comparison is made only where the chapters share both
+    assert prov[0]["seed"] == prov[1]["seed"], "chapters 6 and 8 were executed with different seeds"
+    kind = [{k: p["hardware"].get(k) for k in ("cpu_vendor", "cpu_family", "cpu_model", "simd")} for p in prov]
+    if kind[0] != kind[1]:
+        pytest.skip(f"chapters 6 and 8 were executed on different machine kinds: {kind}")
     values = {k: r["value"] for d in docs.values() for k, r in d["results"].items()}
     for a, b in SAME_QUANTITY:
         assert a in values and b in values, f"{a} or {b} is not recorded"

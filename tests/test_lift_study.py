@@ -68,6 +68,10 @@ def test_an_arm_is_checked():
     assert Arm("easy", 0, "plus20+off").label == "+20% for 4 weeks, se 20% and switched off for 4 weeks, se 20%"
     with pytest.raises(ValueError, match="Arm.design"):
         Arm("easy", 0, "plus20+")
+    with pytest.raises(ValueError, match="twice"):
+        Arm("easy", 0, "plus20+plus20")
+    with pytest.raises(ValueError, match="one ROI prior per channel"):
+        Arm("easy", 0, "plus20+off", use="prior")
 
 
 def test_shape_known_without_tests_is_the_books_oracle():

@@ -147,3 +147,59 @@ def test_recovery_does_not_depend_on_the_number_of_workers():
         pd.testing.assert_frame_equal(a, b)
     timing = ["seconds", "laplace_seconds"]
     pd.testing.assert_frame_equal(one[2].drop(columns=timing), two[2].drop(columns=timing))
+
+
+def test_effects_absent_in_truth_are_reported_apart_not_scored():
+    """An unmasked model's effects that are zero in truth: no relative error and no coverage
+    (a positive effect's interval cannot hold 0), group 'absent'; the others keep their scores."""
+    from mmmlib.funnel.experiment import FitSettings, run_recovery, summarise
+    from mmmlib.funnel.model import FunnelMask
+
+    params, attribution_rows, _ = run_recovery(FitSettings("no mask", mask=FunnelMask.full(), laplace_draws=50), [0],
+                                               UACWorldConfig(n_days=90), workers=1)
+    absent = params[params["group"] == "absent"]
+    assert len(absent) == 3 * 2 and (absent["true"] == 0).all()  # TV on conversion, brand search on activation
+    assert absent["covered"].isna().all() and absent["rel_error"].isna().all()
+    beta = params[params["group"] == "beta"]
+    assert (beta["true"] > 0).all() and beta["covered"].notna().all()
+    summary = summarise(params, attribution_rows).loc["no mask"]
+    assert summary["media effects β: coverage"] == pytest.approx(beta["covered"].mean())
+
+
+def test_the_outside_world_departs_from_the_home_field_as_configured():
+    from mmmlib.funnel.outside import OutsideConfig, simulate_outside_world
+
+    home = UACWorldConfig(n_days=120)
+    flat = OutsideConfig(home=home, subgroups=1, within_sd=0.0, lag_days=0, hill_k=home.hill_k,
+                         hill_slope=home.hill_slope, initial_active=home.initial_active)
+    # with every departure switched off it is the home-field funnel: the same expected conversions
+    # and attribution as the model's own world on the same spend
+    w = simulate_outside_world(flat, seed=2)
+    again = simulate_outside_world(flat, seed=2)
+    pd.testing.assert_frame_equal(w.conversions, again.conversions)
+    p = w.truth.torch()
+    x = torch.as_tensor(w.spend.to_numpy() / w.spend.to_numpy().mean(axis=0))
+    with torch.no_grad():
+        conv, _ = funnel(p, media_pressure(x, p["hill_k"], p["hill_slope"], p["spillover"], p["spill_decay"]),
+                         torch.as_tensor(w.sizes), w.true_mask, home.initial_active)
+    np.testing.assert_allclose(w.mean, conv.numpy() + w.truth.base[:, None], rtol=1e-10)
+    # the departures change what the market does, and the truth reports the segments' mean effects
+    out = simulate_outside_world(OutsideConfig(home=home, within_sd=0.6, lag_days=5), seed=2)
+    assert out.config == home  # what the model assumes
+    assert not np.allclose(out.mean, w.mean)
+    assert float(out.true_share.sum()) == pytest.approx(1.0)
+    assert (out.truth.beta_ua[:, 3] == 0).all() and (out.truth.beta_ua[:, :3] > 0).all()
+    for bad, match in ((dict(subgroups=0), "subgroups"), (dict(lag_days=100), "lag_days"),
+                       (dict(initial_active=1.0), "initial_active"), (dict(within_sd=-1.0), "within_sd")):
+        with pytest.raises(ValueError, match=match):
+            OutsideConfig(home=home, **bad)
+
+
+def test_recovery_runs_on_the_outside_world():
+    from mmmlib.funnel.experiment import FitSettings, run_recovery
+    from mmmlib.funnel.outside import OutsideConfig
+
+    params, attribution_rows, fits = run_recovery(FitSettings(laplace_draws=20), [0], OutsideConfig(
+        home=UACWorldConfig(n_days=120)), workers=1)
+    assert len(fits) == 1 and (fits["n_days"] == 120).all()
+    assert attribution_rows["true"].sum() == pytest.approx(1.0)

@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from mmmlib.funnel.model import CHANNELS, FunnelMask, UACFit, UACModel
+from mmmlib.funnel.outside import OutsideConfig, simulate_outside_world
 from mmmlib.funnel.world import UACWorld, UACWorldConfig, simulate_uac_world
 from mmmlib.workers import map_on_cores
 
@@ -72,8 +73,11 @@ class FitSettings:
 def parameter_recovery(fit: UACFit, world: UACWorld, mask: FunnelMask) -> pd.DataFrame:
     """Per parameter and segment: truth, estimate, 90% interval, relative error, coverage.
 
-    Media effects are compared where both the model's ``mask`` and the truth have a link; a
-    link the model allows but the truth lacks is reported with truth 0 (relative error NaN).
+    Media effects are compared where both the model's ``mask`` and the truth have a link (group
+    ``beta``). A link the model allows but the truth lacks is group ``absent``, with truth 0 and
+    neither relative error nor coverage: the model's effects are exponentials, always above 0, so no
+    interval of theirs can hold 0, and scoring one would count a miss by construction. What such
+    an effect is estimated at is reported apart (Chapter 2, the mask).
     """
     rows = []
     t, e = world.truth, fit.params
@@ -88,13 +92,14 @@ def parameter_recovery(fit: UACFit, world: UACWorld, mask: FunnelMask) -> pd.Dat
             for c, ch in enumerate(CHANNELS):
                 if model_mask[c]:
                     truth = getattr(t, name)[k, c] if true_mask[c] else 0.0
-                    rows.append(("beta", name, k, ch, truth, getattr(e, name)[k, c], lo[k, c], hi[k, c]))
+                    rows.append(("beta" if true_mask[c] else "absent", name, k, ch, truth, getattr(e, name)[k, c],
+                                 lo[k, c], hi[k, c]))
     lo, hi = fit.interval("spillover") if "spillover" in fit.draws else (np.nan, np.nan)
     rows.append(("spillover", "spillover", -1, "", t.spillover, e.spillover, lo, hi))
     df = pd.DataFrame(rows, columns=["group", "parameter", "segment", "channel", "true", "estimate", "lo", "hi"])
     df["rel_error"] = np.where(df["true"] != 0, (df["estimate"] - df["true"]) / df["true"].abs(), np.nan)
     covered = ((df["lo"] <= df["true"]) & (df["true"] <= df["hi"])).astype(float)
-    df["covered"] = covered.where(df["lo"].notna())  # NaN without intervals (ParamNet)
+    df["covered"] = covered.where(df["lo"].notna() & (df["group"] != "absent"))  # NaN: no interval, or truth 0
     return df
 
 
@@ -111,10 +116,13 @@ def attribution_recovery(fit: UACFit, world: UACWorld) -> pd.DataFrame:
 def run_recovery(
     settings: FitSettings,
     seeds: Sequence[int],
-    world_config: UACWorldConfig | None = None,
+    world_config: UACWorldConfig | OutsideConfig | None = None,
     workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Simulate one world per seed, fit it, and collect recovery rows.
+
+    ``world_config`` is a home-field world (:class:`~mmmlib.funnel.world.UACWorldConfig`,
+    default) or one outside the model's family (:class:`~mmmlib.funnel.outside.OutsideConfig`).
 
     The markets are independent, and each is simulated and fitted from its own seed, so they
     run side by side on ``workers`` cores (default :func:`~mmmlib.workers.default_workers`)
@@ -135,9 +143,11 @@ def run_recovery(
             pd.DataFrame([f for _, _, f in rows]).assign(**label))
 
 
-def _recover_one(settings: FitSettings, world_config: UACWorldConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def _recover_one(settings: FitSettings, world_config: UACWorldConfig | OutsideConfig, seed: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One market of :func:`run_recovery`: its parameter rows, attribution rows and fit row."""
-    world = simulate_uac_world(world_config, seed=seed)
+    simulate = simulate_outside_world if isinstance(world_config, OutsideConfig) else simulate_uac_world
+    world = simulate(world_config, seed=seed)
     fit = settings.model(world).fit(
         world.spend.to_numpy(), world.conversions.to_numpy(), world.sizes, attributes=world.attributes,
         seed=seed, max_iter=settings.max_iter, laplace_draws=0 if settings.param_net else settings.laplace_draws,

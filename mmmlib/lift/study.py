@@ -20,14 +20,16 @@ and scores it as the scoreboard does, plus the error of the *marginal* ROI:
 Every arm draws its own experiments: their weeks and measurement noise are seeded by the world,
 its seed and the design (:func:`mmmlib.scoreboard.suite.experiment_seed`), so no two designs or
 worlds share their noise. An arm whose ``design`` joins two keys with ``+`` (``plus20+off``) runs
-both experiments on every channel it tests: two points of the response curve, which together
-identify its curvature.
+both experiments on every channel it tests: two points of the response curve, which constrain
+its curvature more than one (a Hill curve with adstock has three shape parameters, so they do not
+fix it).
 
 *Shape known* (:func:`fit_shape_known`): the same tests read by an analyst who knows every
 channel's true response curve (adstock decay, half-saturation, slope) and fits only the
 coefficients (flat prior, the book's oracle of :func:`mmmlib.bayes.evaluate.oracle_roi` with the
-tests as further observations). It separates what a test measures from what the shape priors make
-of it.
+tests as further observations). It differs from the Bayesian model in the curve (known, not chosen
+by priors) and also in how it treats the effect sizes (a flat prior and an exact Gaussian posterior,
+not the ROI prior and VI).
 
 An experiment enters the model in one of two ways (``use``): ``likelihood`` (one more observation
 of the model's predicted incremental sales, :meth:`BayesianMMM.fit` with ``lift_tests``) or
@@ -63,7 +65,7 @@ from mmmlib.scoreboard.methods import (
     fit_method,
     score,
 )
-from mmmlib.scoreboard.suite import SuiteWorld, make_world, run_experiments
+from mmmlib.scoreboard.suite import LIFT_WORLDS, SuiteWorld, make_world, run_experiments
 from mmmlib.transforms import fourier_features
 from mmmlib.workers import map_on_cores
 from mmmlib.worlds.media import true_contributions
@@ -128,6 +130,12 @@ class Arm:
             raise ValueError(f"Arm.design must be keys of {tuple(DESIGNS)} joined by '+', or None, got {self.design!r}")
         if self.use not in ("likelihood", "prior"):
             raise ValueError(f"Arm.use must be 'likelihood' or 'prior', got {self.use!r}")
+        if self.design is not None and "+" in self.design:
+            if len(set(self.design.split("+"))) < len(self.design.split("+")):
+                raise ValueError(f"Arm.design names a design twice (one measurement counted twice): {self.design!r}")
+            if self.use == "prior":
+                raise ValueError("an arm of two designs per channel reads them in the likelihood: one ROI prior per "
+                                 f"channel cannot hold two tests, got {self.design!r} with use='prior'")
 
     @property
     def designs(self) -> tuple[LiftDesign, ...]:
@@ -265,7 +273,7 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
     :math:`\gamma_c` (1 is the truth), beside an intercept, a trend, the world's yearly harmonics
     and its controls, with Gaussian noise whose sd is that of the least-squares residuals
     (:func:`mmmlib.bayes.evaluate.oracle_roi`'s analyst). A test on channel :math:`c` is one more
-    observation :math:`\widehat{	ext{lift}} \sim \mathcal N(\gamma_c\,	ext{lift}, \mathrm{se}^2)`,
+    observation :math:`\widehat{\text{lift}} \sim \mathcal N(\gamma_c\,\text{lift}, \mathrm{se}^2)`,
     since with the curve known the lift scales with :math:`\gamma_c`. Under a flat prior the
     posterior is Gaussian, restricted to :math:`\gamma \ge 0` by rejection; a channel's ROI and
     marginal ROI are :math:`\gamma_c` times the true ones.
@@ -276,6 +284,8 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
         ``roi_mape``, ``roi_coverage`` (of the central ``level`` interval) and ``mroi_mape``,
         scored as the arms are.
     """
+    if world.name not in LIFT_WORLDS:
+        raise ValueError(f"fit_shape_known: the true curves are known on {LIFT_WORLDS}, not the {world.name!r} world")
     native, n = world.native, world.train_weeks
     C = len(world.channels)
     contrib = true_contributions(native)[:n].reshape(n, C, -1).sum(axis=-1)
@@ -296,10 +306,16 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
     A, b = np.vstack(rows), np.concatenate(obs)
     mean, *_ = np.linalg.lstsq(A, b, rcond=None)
     cov = np.linalg.inv(A.T @ A)[-C:, -C:]
-    gamma = np.random.default_rng(seed).multivariate_normal(mean[-C:], cov, size=4 * draws)
-    gamma = gamma[(gamma >= 0).all(axis=1)][:draws]
-    if len(gamma) < draws // 10:
-        raise RuntimeError(f"fit_shape_known: only {len(gamma)} of {4 * draws} draws have every scale >= 0")
+    rng = np.random.default_rng(seed)
+    kept, tried = [], 0
+    while sum(len(k) for k in kept) < draws and tried < 200 * draws:  # rejection: exact, in batches
+        batch = rng.multivariate_normal(mean[-C:], cov, size=4 * draws)
+        kept.append(batch[(batch >= 0).all(axis=1)])
+        tried += len(batch)
+    gamma = np.concatenate(kept)[:draws]
+    if len(gamma) < draws:
+        raise RuntimeError(f"fit_shape_known: only {len(gamma)} of {tried} posterior draws have every channel's "
+                           "effect >= 0; the data put the effects far below zero")
     a = (1.0 - level) / 2.0
     lo, med, hi = np.quantile(gamma, [a, 0.5, 1.0 - a], axis=0)
     return {"roi_mape": float(np.mean(np.abs(med - 1.0))),

@@ -30,6 +30,7 @@ __all__ = [
     "winners",
     "oracle_floor",
     "paired_difference",
+    "signed",
     "spread_text",
     "record_oracle_floor",
     "holdout_vs_roi",
@@ -179,6 +180,18 @@ def spread_text(sd: float, fmt: str = ".2f") -> str:
     ('± 0.05', '')
     """
     return "" if not np.isfinite(sd) else "± " + format(float(sd), fmt)
+
+
+def signed(x: float, digits: int = 2) -> float:
+    """``x`` rounded to ``digits``, with a rounded zero made positive, so that a signed display
+    (``+.2f``) never shows ``-0.00``.
+
+    Examples
+    --------
+    >>> format(signed(-0.001), "+.2f"), format(signed(-0.126), "+.2f")
+    ('+0.00', '-0.13')
+    """
+    return float(np.round(x, digits)) + 0.0
 
 
 def paired_difference(a: pd.Series, b: pd.Series, alpha: float = 0.05) -> dict[str, float | str]:

@@ -50,7 +50,7 @@ import pandas as pd
 from mmmlib.bayes.lift import LiftDesign, LiftTest
 from mmmlib.metrics import coverage, mae, mape
 from mmmlib.runtime import peak_rss_mb
-from mmmlib.scoreboard.suite import WORLDS, SuiteWorld, make_world, run_experiments
+from mmmlib.scoreboard.suite import LIFT_WORLDS, WORLDS, SuiteWorld, make_world, run_experiments
 
 __all__ = [
     "METHODS",
@@ -214,8 +214,6 @@ class MethodFit:
 
 #: The experiment the ``bayes_lift`` method runs on every channel before fitting.
 LIFT_DESIGN = LiftDesign(spend_change=0.2, weeks=4, relative_se=0.2, post_weeks=4)
-#: Worlds where an experiment's true lift is known: the media worlds with constant effects.
-LIFT_WORLDS = ("easy", "correlated")
 
 
 def applies(method: str, world: str) -> bool:

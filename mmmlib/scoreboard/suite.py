@@ -43,6 +43,7 @@ from mmmlib.funnel.world import UACWorld, UACWorldConfig, simulate_uac_world
 from mmmlib.worlds.media import SimulatedWorld, easy_world, hard_world
 
 __all__ = [
+    "LIFT_WORLDS",
     "WORLDS",
     "SuiteWorld",
     "experiment_seed",
@@ -54,6 +55,9 @@ __all__ = [
 
 WORLDS = ("easy", "correlated", "time_varying", "funnel")
 """The scoreboard's worlds, easiest first."""
+LIFT_WORLDS = ("easy", "correlated")
+"""Worlds where an experiment's true lift is known: the media worlds with constant effects (the
+time-varying world's lifts would need its effect paths)."""
 
 Response = Callable[[np.ndarray], float]
 
@@ -258,15 +262,15 @@ def experiment_seed(world: str, seed: int, design: LiftDesign) -> int:
     >>> a == experiment_seed("easy", 0, LiftDesign(0.2, 4, 0.1)) or a == experiment_seed("correlated", 0, LiftDesign(0.2, 4, 0.2))
     False
     """
-    key = f"{world}|{design.spend_change!r}|{design.weeks}|{design.relative_se!r}|{design.post_weeks}"
+    key = f"{world}|{float(design.spend_change).hex()}|{design.weeks}|{float(design.relative_se).hex()}|{design.post_weeks}"
     return int(np.random.SeedSequence([int(seed), zlib.crc32(key.encode())]).generate_state(1)[0])
 
 
 def run_experiments(world: SuiteWorld, design: LiftDesign, channels: Sequence[str] | None = None) -> list[LiftTest]:
     """Run ``design`` on ``channels`` (default: every channel) of a media world, inside its training
     weeks (:func:`mmmlib.bayes.lift.plan_tests`), seeded by :func:`experiment_seed`."""
-    if not isinstance(world.native, SimulatedWorld):
-        raise ValueError(f"experiments need a media world with known lifts, not the {world.name!r} world")
+    if world.name not in LIFT_WORLDS:
+        raise ValueError(f"experiments need a media world with known lifts ({LIFT_WORLDS}), not the {world.name!r} world")
     channels = world.channels if channels is None else tuple(channels)
     return plan_tests(world.native, channels, design, seed=experiment_seed(world.name, world.seed, design),
                       last_period=world.train_weeks)
