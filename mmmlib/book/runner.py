@@ -635,7 +635,10 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
     ("02_uac", "Can a differentiable unaware→activated→converted funnel recover its parameters?",
      "With its structure right: median error of the media effects {ch02.recovery.beta_error}, "
      "90% intervals covering {ch02.recovery.all_coverage}. With one true link masked out, coverage of the "
-     "media effects falls to {ch02.misspec.beta_coverage}."),
+     "media effects falls to {ch02.misspec.beta_coverage}. On markets outside its family (media acting days late, "
+     "consumers differing within segments, a curve and start it is not told), attribution is off by "
+     "{ch02.outside.attr_mean_pp} {ch02.outside.attr_mean_pp_sd} points per channel, against "
+     "{ch02.home.attr_mean_pp} {ch02.home.attr_mean_pp_sd} at home; {ch02.outside.worst_departure} does the most damage."),
     ("03_deepcausal", "Do a GRU and a learned graph recover time-varying effects and channel structure?",
      "Lagged NOTEARS finds the spend graph with mean SHD {ch03.graph.shd_mean} (edge F1 {ch03.graph.f1_mean}). "
      "Time-varying effects are "

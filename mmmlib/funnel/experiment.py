@@ -51,8 +51,11 @@ class FitSettings:
         ``segments`` or ``total``.
     param_net : bool
         Use Diff-MMM's ParamNet instead of free per-segment parameters.
+    param_net_optimizer : str
+        ``adam`` (the source's) or ``lbfgs`` (the free fit's optimiser and start); see
+        :class:`~mmmlib.funnel.model.UACModel`.
     max_iter : int
-        Optimiser iterations.
+        Optimiser iterations (Adam: epochs).
     laplace_draws : int
         Laplace draws for intervals.
     """
@@ -61,12 +64,14 @@ class FitSettings:
     mask: FunnelMask = field(default_factory=FunnelMask)
     observe: str = "segments"
     param_net: bool = False
+    param_net_optimizer: str = "adam"
     max_iter: int = 400
     laplace_draws: int = 400
 
     def model(self, world: UACWorld) -> UACModel:
         c = world.config
-        return UACModel(mask=self.mask, observe=self.observe, param_net=self.param_net, hill_k=c.hill_k,
+        return UACModel(mask=self.mask, observe=self.observe, param_net=self.param_net,
+                        param_net_optimizer=self.param_net_optimizer, hill_k=c.hill_k,
                         hill_slope=c.hill_slope, initial_active=c.initial_active)
 
 

@@ -316,6 +316,12 @@ class UACModel:
     param_net : bool
         Map segment attributes to parameters with :class:`ParamNet` (the source) instead of
         free per-segment parameters. No Laplace intervals then.
+    param_net_optimizer : str
+        How ParamNet is fitted: ``adam`` (the source: Adam at learning rate 0.005, gradients
+        clipped at 1, from its head biases of media effects near 5) or ``lbfgs`` (the free fit's
+        L-BFGS from the free fit's start: the head's biases give every segment that start and its
+        small random weights barely move it), so that the two fits differ only in how parameters
+        are produced.
     hill_k, hill_slope : float
         Hill parameters, fixed (Diff-MMM's experiment fixes them at the truth).
     initial_active : float
@@ -329,6 +335,7 @@ class UACModel:
         mask: FunnelMask = FunnelMask(),
         observe: str = "segments",
         param_net: bool = False,
+        param_net_optimizer: str = "adam",
         hill_k: float = 0.5,
         hill_slope: float = 2.0,
         initial_active: float = 0.15,
@@ -336,6 +343,8 @@ class UACModel:
     ) -> None:
         if observe not in ("segments", "total"):
             raise ValueError(f"observe must be 'segments' or 'total', got {observe!r}")
+        if param_net_optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"param_net_optimizer must be 'adam' or 'lbfgs', got {param_net_optimizer!r}")
         if likelihood not in ("negbin", "poisson"):
             raise ValueError(f"likelihood must be 'negbin' or 'poisson', got {likelihood!r}")
         if not 0.0 <= initial_active < 1.0:
@@ -343,6 +352,7 @@ class UACModel:
         self.mask = mask
         self.observe = observe
         self.param_net = param_net
+        self.param_net_optimizer = param_net_optimizer
         self.hill_k = float(hill_k)
         self.hill_slope = float(hill_slope)
         self.initial_active = initial_active
@@ -546,8 +556,12 @@ class UACModel:
         torch.manual_seed(seed)
         K, C = len(sizes_t), x.shape[1]
         net = ParamNet(attributes.shape[1], C).to(torch.float64)
-        with torch.no_grad():  # Diff-MMM's head biases: alpha -5, softplus(beta) = 5, forget logit -1
-            net.head.bias.copy_(torch.tensor([-5.0, -5.0, -1.0] + [5.0] * (2 * C), dtype=torch.float64))
+        if self.param_net_optimizer == "adam":  # Diff-MMM's head biases: alpha -5, softplus(beta) = 5, forget logit -1
+            bias = [-5.0, -5.0, -1.0] + [5.0] * (2 * C)
+        else:  # the free fit's start (_init_vector): alpha -5, beta 1 (softplus), forget 0.2
+            bias = [-5.0, -5.0, math.log(0.2 / 0.8)] + [math.log(math.e - 1.0)] * (2 * C)
+        with torch.no_grad():
+            net.head.bias.copy_(torch.tensor(bias, dtype=torch.float64))
         shared = nn.ParameterDict(
             {
                 "log_spill": nn.Parameter(torch.tensor(math.log(0.3), dtype=torch.float64)),
@@ -557,7 +571,7 @@ class UACModel:
             }
         )
         attr = torch.as_tensor(attributes, dtype=torch.float64)
-        opt = torch.optim.Adam([*net.parameters(), *shared.parameters()], lr=0.005)
+        weights = [*net.parameters(), *shared.parameters()]
 
         def params():
             h = net(attr)
@@ -574,37 +588,51 @@ class UACModel:
                 **fixed,
             }
 
-        losses = []
-        for _ in range(max_iter):
-            opt.zero_grad()
+        def loss_fn():
             p = params()
-            loss = self._nll(self._mean(p, x, sizes_t), y_t, p["dispersion"])
-            loss.backward()
-            nn.utils.clip_grad_norm_([*net.parameters(), *shared.parameters()], 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
+            return self._nll(self._mean(p, x, sizes_t), y_t, p["dispersion"])
+
+        if self.param_net_optimizer == "lbfgs":
+            losses, converged = _minimise_lbfgs(weights, loss_fn, max_iter)
+        else:
+            opt = torch.optim.Adam(weights, lr=0.005)
+            losses, converged = [], True
+            for _ in range(max_iter):
+                opt.zero_grad()
+                loss = loss_fn()
+                loss.backward()
+                nn.utils.clip_grad_norm_(weights, 1.0)
+                opt.step()
+                losses.append(float(loss.detach()))
         with torch.no_grad():
-            return {k: v.detach() for k, v in params().items()}, losses, True
+            return {k: v.detach() for k, v in params().items()}, losses, converged
 
 
-def _lbfgs(objective, theta0: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, list[float], bool]:
-    """Minimise with L-BFGS (strong Wolfe line search); returns the optimum, the loss trace and
-    whether the gradient norm fell below tolerance."""
-    theta = theta0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=50, line_search_fn="strong_wolfe",
+def _minimise_lbfgs(weights: list[torch.Tensor], loss_fn, max_iter: int) -> tuple[list[float], bool]:
+    """Minimise ``loss_fn()`` over the tensors ``weights`` (in place) with L-BFGS and a strong Wolfe
+    line search; returns the loss trace and whether the largest gradient fell below 1e-2."""
+    opt = torch.optim.LBFGS(weights, lr=1.0, max_iter=max_iter, history_size=50, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-6, tolerance_change=1e-12)
     losses: list[float] = []
 
     def closure():
         opt.zero_grad()
-        loss = objective(theta)
+        loss = loss_fn()
         loss.backward()
         losses.append(float(loss.detach()))
         return loss
 
     opt.step(closure)
-    grad_norm = float(theta.grad.abs().max()) if theta.grad is not None else math.inf
-    return theta.detach(), losses, grad_norm < 1e-2
+    grads = [w.grad.abs().max() for w in weights if w.grad is not None]
+    return losses, bool(grads) and float(max(grads)) < 1e-2
+
+
+def _lbfgs(objective, theta0: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, list[float], bool]:
+    """Minimise ``objective(theta)`` from ``theta0`` with :func:`_minimise_lbfgs`; returns the
+    optimum, the loss trace and whether the gradient norm fell below tolerance."""
+    theta = theta0.clone().requires_grad_(True)
+    losses, converged = _minimise_lbfgs([theta], lambda: objective(theta), max_iter)
+    return theta.detach(), losses, converged
 
 
 def _to_params(p: dict[str, torch.Tensor]) -> FunnelParams:
