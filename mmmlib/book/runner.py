@@ -677,7 +677,7 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "on the easy world and {ch08.change.correlated.plus20.roi_mape_verdict} on the correlated one, and the "
      "marginal-ROI error {ch08.change.plus20.mroi_mape_verdict} over both. Read by an analyst who knows the true "
      "response curves, the same tests give ROI error {ch08.shape.easy.plus20.roi_mape} "
-     "{ch08.shape.easy.plus20.roi_mape_sd} (easy world)."),
+     "{ch08.shape.easy.plus20.roi_mape_sd} (easy world). {ch08.reading.designs}."),
 )
 """The introduction's findings: per chapter a question and an answer whose numbers are read from the
 results files (``{key}`` placeholders, shown as the key's display text)."""
