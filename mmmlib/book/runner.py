@@ -673,9 +673,10 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
     ("08_lift_tests", "What does one experiment per channel buy the Bayesian model?",
      "Spend +20% for 4 weeks on each channel, in the likelihood: ROI error {ch08.easy.plus20.roi_mape} "
      "{ch08.easy.plus20.roi_mape_sd} against {ch08.easy.none.roi_mape} {ch08.easy.none.roi_mape_sd} without "
-     "experiments (easy world, over seeds); by paired tests the ROI error {ch08.change.easy.plus20.roi_mape_verdict} "
-     "on the easy world and {ch08.change.correlated.plus20.roi_mape_verdict} on the correlated one, and the "
-     "marginal-ROI error {ch08.change.plus20.mroi_mape_verdict} over both. Read by an analyst who knows the true "
+     "experiments (easy world, over seeds). By paired tests the ROI error {ch08.reading.plus20_worlds}, and over both "
+     "worlds together {ch08.change.plus20.roi_mape_verdict} ({ch08.change.plus20.roi_mape} "
+     "{ch08.change.plus20.roi_mape_se}, standard error); the marginal-ROI error {ch08.change.plus20.mroi_mape_verdict} "
+     "and the budget regret {ch08.change.plus20.regret_verdict}. Read by an analyst who knows the true "
      "response curves, the same tests give ROI error {ch08.shape.easy.plus20.roi_mape} "
      "{ch08.shape.easy.plus20.roi_mape_sd} (easy world). {ch08.reading.designs}."),
 )
