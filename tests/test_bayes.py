@@ -298,7 +298,7 @@ def test_oracle_roi_is_least_squares_on_the_true_features():
     np.testing.assert_allclose(oracle_roi(quiet)["median"], quiet.truth.roi.to_numpy(), rtol=1e-6)
 
 
-def testpositive_gaussian_draws_match_a_truncated_normal():
+def test_positive_gaussian_draws_match_a_truncated_normal():
     """The Gibbs draws of a Gaussian restricted to beta >= 0 against scipy's truncated normal
     (independent coordinates) and against rejection sampling (correlated ones)."""
     from scipy import stats

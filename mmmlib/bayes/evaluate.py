@@ -20,7 +20,7 @@ from mmmlib.metrics import coverage, mae, mape
 from mmmlib.transforms import adstock, fourier_features, hill
 from mmmlib.worlds.media import GroundTruth, SimulatedWorld
 
-__all__ = ["CONVERGED", "FitSpec", "baseline_design", "converged", "fit_converged", "fit_over_seeds", "fit_and_score", "holdout_score", "oracle_roi", "positive_gaussian_draws",
+__all__ = ["CONVERGED", "FitSpec", "baseline_design", "converged", "fit_converged", "fit_over_seeds", "kept_fits", "fit_and_score", "holdout_score", "oracle_roi", "positive_gaussian_draws",
            "roi_table", "score_fit"]
 
 
@@ -100,6 +100,25 @@ def fit_converged(spec: FitSpec, world: SimulatedWorld, seed: int = 0, refit: bo
         row["seconds"] += first
     row.update(refit=refit, converged=converged(row))
     return mmm, row
+
+
+def kept_fits(spread: pd.DataFrame, by: Sequence[str] = ("world", "label"), min_converged: int = 2) -> pd.DataFrame:
+    """The fits whose numbers are reported: per group of ``by``, those that meet
+    :data:`CONVERGED`, or every fit of a group where fewer than ``min_converged`` do (so that a mean
+    and a spread exist); the column ``kept_all`` marks such groups.
+
+    Examples
+    --------
+    >>> spread = pd.DataFrame({"world": ["a"] * 3 + ["b"] * 2, "label": "x",
+    ...                        "converged": [True, True, False, False, True], "roi_mape": [.1, .2, .3, .4, .5]})
+    >>> kept_fits(spread)[["world", "roi_mape", "kept_all"]].to_numpy().tolist()
+    [['a', 0.1, False], ['a', 0.2, False], ['b', 0.4, True], ['b', 0.5, True]]
+    """
+    parts = []
+    for _, group in spread.groupby(list(by), sort=False):
+        good = group[group["converged"]]
+        parts.append(good.assign(kept_all=False) if len(good) >= min_converged else group.assign(kept_all=True))
+    return pd.concat(parts)
 
 
 def fit_over_seeds(specs: Sequence[FitSpec], make_world: Callable[[int], SimulatedWorld], seeds: Sequence[int],
@@ -230,8 +249,9 @@ def oracle_roi(
     controls), so sales are linear in known features, and that media effects are not negative. With
     a flat prior, the posterior of the media coefficients is the least-squares Gaussian
     :math:`\mathcal N(\hat\beta, \hat\sigma^2 (X^\top X)^{-1})` restricted to
-    :math:`\beta \ge 0` (drawn by rejection). What remains of the ROI error is noise and
-    collinearity: a floor for any method that reads these data. ROI is
+    :math:`\beta \ge 0` (drawn by :func:`positive_gaussian_draws`). What remains of its ROI error
+    is noise and collinearity: a reference for what the data alone identify, not a floor (a method
+    whose prior sits near the truth of a poorly measured channel can beat it). ROI is
     :math:`\beta_m \sum_t f_m(t) / \sum_t \text{spend}_m(t)`; reported are its posterior median
     and central ``level`` interval.
 

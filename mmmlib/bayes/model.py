@@ -239,7 +239,7 @@ class BayesianMMM:
         Scale of the cost prior (``media_prior="cost"``): :math:`v_m` is this times the channel's
         total cost over the mean channel's. Default 0.15, as LightweightMMM's README and demo
         notebooks scale the costs (``CustomScaler(divide_operation=jnp.mean, multiply_by=0.15)``)
-        before passing them as ``media_prior``; 1 gives the prior of the unscaled cost shares,
+        before passing them as ``media_prior``; 1 gives the prior of the unscaled costs over their mean,
         6.7 times wider.
     roi_prior_by_channel : dict, optional
         ``{channel: (mu, s)}``: a channel's own LogNormal ROI prior in place of ``roi_prior``
@@ -602,6 +602,8 @@ class BayesianMMM:
             n_chains = next(iter(self.posterior_.values())).shape[0]
             self.posterior_["coef_media"] = samples["coef_media"].numpy().reshape(n_chains, -1, *samples["coef_media"].shape[1:])
         self.inference_ = inference
+        if not (inference == "svi" and backend != "numpy"):
+            self.svi_restarts_ = 0
         self.sampler_settings_ = dict(num_warmup=int(num_warmup), num_samples=int(num_samples), chains=int(chains),
                                       target_accept_prob=float(target_accept_prob), max_tree_depth=int(max_tree_depth))
         self.samples_ = samples
@@ -773,7 +775,8 @@ class BayesianMMM:
                 try:
                     loss = svi.step(*args, target=target)
                 except (RuntimeError, ValueError) as err:  # linalg.cholesky, or a NaN parameter of a distribution
-                    return guide, losses, f"step {step}: {str(err).strip().splitlines()[-1][:200]}"
+                    last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                    return guide, losses, f"step {step}: {last[:200]}"
                 if not math.isfinite(loss):
                     return guide, losses, f"step {step}: loss {loss}"
                 losses.append(loss)
@@ -781,8 +784,9 @@ class BayesianMMM:
 
     def _run_svi(self, args, target, steps, lr, n_draws, progress):
         # A non-finite loss, or a guide whose covariance is no longer positive-definite (its
-        # Cholesky fails), ends a run; it is restarted from the same start with half the
-        # learning rate and half the guide's initial scale, twice, before the fit gives up.
+        # Cholesky fails), ends a run; it is restarted (a new start from the prior, the random
+        # stream moving on) with half the learning rate and half the guide's initial scale, twice,
+        # before the fit gives up.
         for attempt in range(3):
             pyro.clear_param_store()
             guide, losses, failure = self._svi_attempt(args, target, steps, lr / 2**attempt, 0.1 / 2**attempt, progress)
