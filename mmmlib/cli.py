@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--roi-prior", default="data", type=_roi_prior, metavar="data|MU,SIGMA",
                    help="with --prior roi: 'data' (default) centres the LogNormal ROI prior on the data's own units "
                         "(its median is the ROI that gives media 30%% of the target); MU,SIGMA sets it")
+    f.add_argument("--cost-prior-multiplier", type=float, default=0.15,
+                   help="with --prior cost: the half-normal scale of each media coefficient is this times the channel's "
+                        "cost over the mean channel's (0.15, as LightweightMMM's README scales its costs)")
     f.add_argument("--revenue-per-kpi", type=float, default=1.0,
                    help="revenue per unit of target when the target is not revenue (ROI is then in revenue per spend)")
     f.add_argument("--lift-tests", type=Path, default=None, metavar="TESTS.csv",
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lift_tests = load_lift_tests(args.lift_tests, data.dates)
             lift_arrays(lift_tests, data.channels, data.n_times, data.geos)  # channels and geos exist
         mmm = BayesianMMM(model=args.model, media_prior=args.prior, roi_prior=args.roi_prior,
-                          revenue_per_kpi=args.revenue_per_kpi)
+                          revenue_per_kpi=args.revenue_per_kpi, cost_prior_multiplier=args.cost_prior_multiplier)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

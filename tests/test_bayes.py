@@ -303,15 +303,15 @@ def test_positive_gaussian_draws_match_a_truncated_normal():
     (independent coordinates) and against rejection sampling (correlated ones)."""
     from scipy import stats
 
-    from mmmlib.bayes.evaluate import _positive_gaussian_draws
+    from mmmlib.bayes.evaluate import positive_gaussian_draws
 
     mean, sd = np.array([0.5, -1.0]), np.array([1.0, 0.7])
-    x = _positive_gaussian_draws(mean, np.diag(sd**2), 20000, seed=1)
+    x = positive_gaussian_draws(mean, np.diag(sd**2), 20000, seed=1)
     for j in range(2):
         ref = stats.truncnorm(-mean[j] / sd[j], np.inf, loc=mean[j], scale=sd[j])
         assert stats.kstest(x[:, j], ref.cdf).pvalue > 1e-3
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
-    x = _positive_gaussian_draws(np.array([0.3, 0.2]), cov, 20000, seed=2)
+    x = positive_gaussian_draws(np.array([0.3, 0.2]), cov, 20000, seed=2)
     raw = np.random.default_rng(3).multivariate_normal([0.3, 0.2], cov, size=200000)
     raw = raw[(raw >= 0).all(axis=1)]
     np.testing.assert_allclose(x.mean(axis=0), raw.mean(axis=0), atol=0.03)
@@ -508,3 +508,105 @@ def test_a_channel_roi_prior_must_name_a_channel_of_the_data():
     w = easy_world(seed=1, n_weeks=30)
     with pytest.raises(ValueError, match=r"not in the data: \['radio'\]"):
         BayesianMMM(media_prior="roi", roi_prior_by_channel={"radio": (0.0, 1.0)}).fit(w.data, inference="svi", svi_steps=5)
+
+
+def test_cost_prior_is_scaled_as_lightweightmmms_readme_scales_the_costs(world):
+    """v_m = 0.15 * cost_m / mean cost by default (LightweightMMM's README: multiply_by=0.15); the
+    factor is a named parameter, and 1 gives the unscaled cost shares."""
+    spend = world.data.spend_array().sum(axis=0)
+    for factor in (0.15, 1.0):
+        m = BayesianMMM(media_prior="cost", cost_prior_multiplier=factor) if factor != 0.15 else BayesianMMM()
+        m._scales(world.data)
+        np.testing.assert_allclose(m.cost_prior_, factor * spend / spend.mean())
+    assert BayesianMMM().cost_prior_multiplier == 0.15
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="cost_prior_multiplier"):
+            BayesianMMM(cost_prior_multiplier=bad)
+
+
+def test_a_roi_prior_in_other_units_than_the_target_is_named(world, recwarn):
+    """A KPI in conversions with the currency default: at the prior's median ROI media would make
+    thousands of times the target, and the fit says so; in currency, or with roi_prior='data', not."""
+    import warnings
+
+    conversions = dataclasses.replace(world.data, frame=world.data.frame.assign(
+        **{world.data.target: world.data.frame[world.data.target] / 1e4}))
+    with pytest.warns(UserWarning, match=r"revenue_per_kpi.*roi_prior='data'"):
+        BayesianMMM(media_prior="roi")._scales(conversions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        BayesianMMM(media_prior="roi")._scales(world.data)
+        BayesianMMM(media_prior="roi", roi_prior="data")._scales(conversions)
+        BayesianMMM(media_prior="roi", revenue_per_kpi=1e4)._scales(conversions)
+        BayesianMMM(media_prior="cost")._scales(conversions)
+
+
+def _sparse_geo_panel(seed: int = 0):
+    """8 geos x 78 weeks, 8 channels (two worlds' channels side by side), 24-76% of each channel's
+    weeks without spend: the kind of panel on which the low-rank SVI guide once failed."""
+    from mmmlib.data import MediaDataset
+    from mmmlib.worlds import hard_world
+
+    rng = np.random.default_rng(seed)
+    a, b = easy_world(seed, n_weeks=78, n_geos=8), hard_world(seed + 1, n_weeks=78, n_geos=8)
+    frame = a.data.frame[[a.data.date, a.data.geo]].copy()
+    frame["sales"] = a.data.frame[a.data.target].to_numpy() + b.data.frame[b.data.target].to_numpy()
+    media, spend = [], []
+    for k, w in enumerate((a, b)):
+        for m, s in zip(w.data.media, w.data.spend, strict=True):
+            off = rng.uniform(size=len(frame)) < rng.uniform(0.24, 0.76)
+            frame[f"m{k}_{m}"] = np.where(off, 0.0, w.data.frame[m].to_numpy())
+            frame[f"s{k}_{s}"] = np.where(off, 0.0, w.data.frame[s].to_numpy())
+            media.append(f"m{k}_{m}")
+            spend.append(f"s{k}_{s}")
+    return MediaDataset(frame, a.data.date, tuple(media), tuple(spend), "sales", geo=a.data.geo)
+
+
+def test_geo_svi_fits_a_sparse_panel_at_twenty_seeds():
+    """The low-rank guide on 8 geos x 8 channels with many zero-spend weeks: no seed of 20 fails,
+    and every ROI is finite."""
+    data = _sparse_geo_panel()
+    for seed in range(20):
+        m = BayesianMMM().fit(data, inference="svi", svi_steps=40, num_samples=20, chains=1, seed=seed)
+        assert np.isfinite(m.roi().to_numpy()).all(), seed
+
+
+def test_a_failed_svi_run_is_restarted_with_smaller_steps_then_named(world, monkeypatch):
+    """A run whose loss turns non-finite (or whose guide's Cholesky fails) restarts with half the
+    learning rate and initial scale; after three failures the error says what to try."""
+    data = easy_world(seed=1, n_weeks=30, n_geos=2).data
+    real = BayesianMMM._svi_attempt
+    seen = []
+
+    def flaky(self, args, target, steps, lr, init_scale, progress):
+        seen.append((lr, init_scale))
+        if len(seen) == 1:
+            return None, [], "step 0: linalg.cholesky: The factorization could not be completed"
+        return real(self, args, target, steps, lr, init_scale, progress)
+
+    monkeypatch.setattr(BayesianMMM, "_svi_attempt", flaky)
+    m = BayesianMMM().fit(data, inference="svi", svi_steps=20, svi_lr=0.02, num_samples=10, chains=1, seed=0)
+    assert seen == [(0.02, 0.1), (0.01, 0.05)] and m.svi_restarts_ == 1
+    monkeypatch.setattr(BayesianMMM, "_svi_attempt", lambda *a: (None, [], "step 3: loss nan"))
+    with pytest.raises(RuntimeError, match=r"SVI failed three times \(step 3: loss nan\).*inference='nuts'"):
+        BayesianMMM().fit(data, inference="svi", svi_steps=20, num_samples=10, chains=1, seed=0)
+
+
+def test_a_fit_that_misses_the_criterion_is_refitted_once_with_longer_warmup(world, monkeypatch):
+    from mmmlib.bayes import evaluate
+
+    calls = []
+
+    def fake(spec, w, seed=0):
+        calls.append(spec)
+        bad = len(calls) == 1
+        return None, {"inference": "nuts", "max_rhat": 1.05 if bad else 1.001, "divergence_rate": 0.0, "seconds": 1.0}
+
+    monkeypatch.setattr(evaluate, "fit_and_score", fake)
+    spec = evaluate.FitSpec("x", num_warmup=300, target_accept_prob=0.85)
+    _, row = evaluate.fit_converged(spec, world)
+    assert [c.num_warmup for c in calls] == [300, 600] and calls[1].target_accept_prob == 0.95
+    assert row["refit"] and row["converged"] and row["seconds"] == 2.0
+    calls.clear()
+    _, row = evaluate.fit_converged(spec, world, refit=False)
+    assert len(calls) == 1 and not row["refit"] and not row["converged"]

@@ -169,7 +169,7 @@ PROJECT_TALK = [  # words about how the project is run, not about the research
 
 def reading_pages() -> list[str]:
     pages = [f"book/chapters/{n}.html" for n in chapter_ids()]
-    return pages + [f"book/{p}.html" for p in ("intro", "notation", "results", "reproduce", "cite", "api")]
+    return pages + [f"book/{p}.html" for p in ("intro", "conclusion", "notation", "results", "reproduce", "cite", "api")]
 
 
 @pytest.mark.parametrize("page", reading_pages())
@@ -211,6 +211,33 @@ def test_findings_table_reads_every_number_from_the_results():
         for key in re.findall(r"\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", answer):
             assert key in values, f"the findings of {name} cite {key}, which no chapter recorded"
             assert values[key].translate(SMART_QUOTES) in text
+
+
+SPREAD_CHECKED = ("01_baselines", "06_scoreboard", "08_lift_tests")
+"""Chapters whose findings cite every estimate with its spread over seeds (the other chapters'
+single-run numbers are still to be given one)."""
+SPREAD_KEY = re.compile(r"(_sd|_se)(\.|$)")
+
+
+def test_findings_cite_every_estimate_with_its_spread():
+    """In the findings of the chapters above, every number that is an estimate (not text, not a
+    spread itself) is followed by its spread key: ``{x} {x_sd}`` or ``{x} ± {x_sd}``."""
+    from mmmlib.book.runner import FINDINGS
+
+    results = {k: r for n in chapter_ids() for k, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items()}
+    checked = 0
+    for name, _question, answer in FINDINGS:
+        if name not in SPREAD_CHECKED:
+            continue
+        for match in re.finditer(r"\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", answer):
+            key = match.group(1)
+            value = results[key]["value"]
+            if results[key]["unit"] == "text" or isinstance(value, (str, bool)) or SPREAD_KEY.search(key):
+                continue
+            follow = re.match(r"\s*(?:±\s*)?\{(ch\d{2}(?:\.[a-z0-9_]+)+)\}", answer[match.end():])
+            assert follow and SPREAD_KEY.search(follow.group(1)), f"the findings of {name} cite {key} without its spread"
+            checked += 1
+    assert checked >= 10, "the findings cite fewer estimates than expected: is the pattern still right?"
 
 
 def test_results_are_downloadable_and_addressable():

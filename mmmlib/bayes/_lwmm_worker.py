@@ -5,9 +5,10 @@ it runs under the peer environment's Python (JAX, NumPyro, LightweightMMM and th
 which has no torch. ``IN.npz`` holds the raw arrays and the settings written by
 :func:`mmmlib.bayes.lwmm.run_lightweightmmm`; ``OUT.npz`` receives the posterior draws.
 
-The steps are those of LightweightMMM's own tutorial: media, target and costs divided by their
-means with ``preprocessing.CustomScaler``, ``LightweightMMM(model_name).fit(...)`` with the
-scaled costs as the media prior, and ``get_posterior_metrics`` for ROI and contribution share.
+The steps are those of LightweightMMM's README: media, target and costs divided by their means
+with ``preprocessing.CustomScaler`` (the costs then multiplied by ``multiply_by``, 0.15 in the
+README and every demo notebook), ``LightweightMMM(model_name).fit(...)`` with the scaled costs as
+the media prior, and ``get_posterior_metrics`` for ROI and contribution share.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main(path_in: str, path_out: str) -> None:
     extra = arrays.get("extra_features")
     media_scaler = preprocessing.CustomScaler(divide_operation=jnp.mean)
     target_scaler = preprocessing.CustomScaler(divide_operation=jnp.mean)
-    cost_scaler = preprocessing.CustomScaler(divide_operation=jnp.mean)
+    cost_scaler = preprocessing.CustomScaler(divide_operation=jnp.mean, multiply_by=float(settings["cost_multiplier"]))
     media_scaled = media_scaler.fit_transform(media)
     target_scaled = target_scaler.fit_transform(target)
     costs_scaled = cost_scaler.fit_transform(costs)

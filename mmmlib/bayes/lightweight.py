@@ -70,23 +70,32 @@ def roi_draws_by_chain(mmm: BayesianMMM, chains: int) -> np.ndarray:
 def compare_with_lightweightmmm(
     port: BayesianMMM,
     world: SimulatedWorld,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    chains: int = 2,
+    num_warmup: int | None = None,
+    num_samples: int | None = None,
+    chains: int | None = None,
     seed: int = 0,
+    target_accept_prob: float | None = None,
 ) -> Agreement:
     """Fit LightweightMMM 0.1.9 to the world's data with the settings of the fitted ``port``
-    (a cost-prior :class:`BayesianMMM` fitted by NUTS with ``chains`` chains) and compare their
-    ROI posteriors. Raises :class:`~mmmlib.bayes.lwmm.PeerUnavailable` without the
-    peer environment, and ``ValueError`` for a port that is not LightweightMMM's model."""
+    (a cost-prior :class:`BayesianMMM` fitted by NUTS, its cost prior scaled by the port's
+    ``cost_prior_multiplier``) and compare their ROI posteriors. NUTS settings left ``None`` are
+    the port's own (warm-up, draws, chains, target acceptance). Raises
+    :class:`~mmmlib.bayes.lwmm.PeerUnavailable` without the peer environment, and ``ValueError``
+    for a port that is not LightweightMMM's model."""
     if port.media_prior != "cost" or port.trend_index != "raw":
         raise ValueError("the port must use LightweightMMM's model: media_prior='cost', trend_index='raw'")
     if port.diagnostics().inference != "nuts":
         raise ValueError("compare a NUTS fit of the port")
-    original = run_lightweightmmm(world.data, model=port.model_name, num_warmup=num_warmup,
-                                  num_samples=num_samples, chains=chains, seed=seed,
+    used = port.sampler_settings_
+    chains = used["chains"] if chains is None else chains
+    original = run_lightweightmmm(world.data, model=port.model_name,
+                                  num_warmup=used["num_warmup"] if num_warmup is None else num_warmup,
+                                  num_samples=used["num_samples"] if num_samples is None else num_samples,
+                                  chains=chains, seed=seed,
+                                  target_accept_prob=used["target_accept_prob"] if target_accept_prob is None else target_accept_prob,
                                   degrees_seasonality=port.seasonality_degrees,
-                                  seasonality_frequency=int(round(port.seasonality_period)))
+                                  seasonality_frequency=int(round(port.seasonality_period)),
+                                  cost_multiplier=port.cost_prior_multiplier)
     channels = list(world.data.channels)
     table = compare_draws({"roi": roi_draws_by_chain(port, chains)}, {"roi": original.roi_draws})
     table["channel"] = [channels[int(p.split("[")[1].rstrip("]"))] for p in table["parameter"]]

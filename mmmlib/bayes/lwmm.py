@@ -3,7 +3,8 @@
 LightweightMMM needs the JAX, NumPyro and TensorFlow of 2023, which cannot share an environment
 with the book's torch. ``make peers-lwmm`` creates a second environment, ``.venv-lwmm``, from
 ``requirements-lwmm.lock``; this driver writes the data to a temporary file, fits the package
-there in a subprocess (``_lwmm_worker.py``, LightweightMMM's own tutorial steps) and reads the
+there in a subprocess (``_lwmm_worker.py``, the steps of LightweightMMM's README, costs scaled
+by its ``multiply_by=0.15``) and reads the
 posterior back. The results have the columns of :meth:`mmmlib.bayes.model.BayesianMMM.roi`, so
 the port and the original can be put side by side (Chapter 1).
 
@@ -105,6 +106,7 @@ def run_lightweightmmm(
     target_accept_prob: float = 0.85,
     degrees_seasonality: int = 2,
     seasonality_frequency: int = 52,
+    cost_multiplier: float = 0.15,
     timeout: float | None = 3600.0,
 ) -> LightweightRun:
     """Fit LightweightMMM 0.1.9 to national ``data`` in its own environment.
@@ -119,6 +121,10 @@ def run_lightweightmmm(
         NUTS settings, passed to ``LightweightMMM.fit`` (chains run in parallel, one per core).
     degrees_seasonality, seasonality_frequency : int
         Fourier harmonics and period.
+    cost_multiplier : float
+        ``multiply_by`` of the cost scaler, ``CustomScaler(divide_operation=jnp.mean,
+        multiply_by=cost_multiplier)``: the scaled costs are the half-normal scales of the media
+        coefficients. Default 0.15, the value of LightweightMMM's README and demo notebooks.
     timeout : float, optional
         Seconds before the subprocess is stopped.
 
@@ -133,6 +139,8 @@ def run_lightweightmmm(
     """
     if model not in _SITES:
         raise ValueError(f"model must be one of {tuple(_SITES)}, got {model!r}")
+    if not (np.isfinite(cost_multiplier) and cost_multiplier > 0):
+        raise ValueError(f"cost_multiplier must be a positive number, got {cost_multiplier!r}")
     if data.geo is not None:
         raise ValueError("run_lightweightmmm drives LightweightMMM's national model: give national data")
     python = lightweightmmm_python()
@@ -143,7 +151,7 @@ def run_lightweightmmm(
     settings = dict(
         model=model, num_warmup=num_warmup, num_samples=num_samples, chains=chains, seed=seed,
         target_accept_prob=target_accept_prob, degrees_seasonality=degrees_seasonality,
-        seasonality_frequency=seasonality_frequency, sites=list(_SITES[model] + _COMMON_SITES),
+        seasonality_frequency=seasonality_frequency, cost_multiplier=float(cost_multiplier), sites=list(_SITES[model] + _COMMON_SITES),
     )
     with tempfile.TemporaryDirectory(prefix="mmm-lwmm-") as tmp:
         path_in, path_out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"

@@ -210,7 +210,8 @@ class BayesianMMM:
     weekday_seasonality : bool
         Add seven day-of-week effects (daily data).
     media_prior : str
-        ``cost`` (LightweightMMM: :math:`\\beta_m \\sim \\mathrm{HalfNormal}(\\text{cost share}_m)`),
+        ``cost`` (LightweightMMM: :math:`\\beta_m \\sim \\mathrm{HalfNormal}(v_m)`,
+        :math:`v_m` = ``cost_prior_multiplier`` times the channel's cost over the mean cost),
         ``flat`` (:math:`\\mathrm{HalfNormal}(1)` for every channel) or ``roi`` (national
         data only): the ROI itself is the parameter, :math:`\\mathrm{ROI}_m \\sim
         \\mathrm{LogNormal}(\\mu, s)` (Meridian's default :math:`(0.2, 0.9)`), and
@@ -227,11 +228,19 @@ class BayesianMMM:
     roi_prior : tuple of float or "data"
         :math:`(\\mu, s)` of the LogNormal ROI prior (``media_prior="roi"``); ``"data"``
         centres it on the training data's own units (:func:`data_roi_prior`, resolved at
-        :meth:`fit`; the resolved pair is ``roi_prior_``). The default assumes ROI in currency.
+        :meth:`fit`; the resolved pair is ``roi_prior_``). The default assumes ROI in currency;
+        :meth:`fit` warns when, at the prior's median ROI, media would make more than the whole
+        target or less than a thousandth of it (a KPI in conversions, say).
     revenue_per_kpi : float
         Revenue per unit of target (default 1: the target is revenue). ROI is reported, and
         its prior placed, in revenue per unit of spend; contributions, predictions and response
         curves stay in target units.
+    cost_prior_multiplier : float
+        Scale of the cost prior (``media_prior="cost"``): :math:`v_m` is this times the channel's
+        total cost over the mean channel's. Default 0.15, as LightweightMMM's README and demo
+        notebooks scale the costs (``CustomScaler(divide_operation=jnp.mean, multiply_by=0.15)``)
+        before passing them as ``media_prior``; 1 gives the prior of the unscaled costs over their mean,
+        6.7 times wider.
     roi_prior_by_channel : dict, optional
         ``{channel: (mu, s)}``: a channel's own LogNormal ROI prior in place of ``roi_prior``
         (for example one built from an experiment, :func:`~mmmlib.bayes.lift.lift_roi_prior`).
@@ -255,6 +264,7 @@ class BayesianMMM:
         roi_prior: tuple[float, float] | str = (0.2, 0.9),
         revenue_per_kpi: float = 1.0,
         roi_prior_by_channel: dict[str, tuple[float, float]] | None = None,
+        cost_prior_multiplier: float = 0.15,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -274,6 +284,8 @@ class BayesianMMM:
             raise ValueError(f"roi_prior_by_channel needs media_prior='roi', got {media_prior!r}")
         if not (math.isfinite(revenue_per_kpi) and revenue_per_kpi > 0):
             raise ValueError(f"revenue_per_kpi must be a positive number, got {revenue_per_kpi!r}")
+        if not (math.isfinite(cost_prior_multiplier) and cost_prior_multiplier > 0):
+            raise ValueError(f"cost_prior_multiplier must be a positive number, got {cost_prior_multiplier!r}")
         if seasonality_degrees < 0:
             raise ValueError(f"seasonality_degrees must be >= 0, got {seasonality_degrees}")
         self.model_name = model
@@ -289,6 +301,7 @@ class BayesianMMM:
         self.roi_prior = roi_prior if isinstance(roi_prior, str) else (float(roi_prior[0]), float(roi_prior[1]))
         self.revenue_per_kpi = float(revenue_per_kpi)
         self.roi_prior_by_channel = by_channel
+        self.cost_prior_multiplier = float(cost_prior_multiplier)
         self.samples_: dict[str, torch.Tensor] | None = None
         self.data_: MediaDataset | None = None
         self.diagnostics_: Diagnostics | None = None
@@ -317,7 +330,8 @@ class BayesianMMM:
         self.control_mean_ = ctrl.mean(axis=0)
         self.control_sd_ = np.where(ctrl.std(axis=0) > 0, ctrl.std(axis=0), 1.0)
         total_cost = _weekly_spend(spend).sum(axis=0)
-        self.cost_prior_ = total_cost / total_cost.mean() if self.media_prior == "cost" else np.ones_like(total_cost)
+        self.cost_prior_ = (self.cost_prior_multiplier * total_cost / total_cost.mean() if self.media_prior == "cost"
+                            else np.ones_like(total_cost))
         self.price_ = spend.sum(axis=0) / np.maximum(media.sum(axis=0), 1e-12)  # spend per media unit
         # ROI (revenue per spend) -> total scaled contribution
         self.roi_units_ = total_cost / (float(np.sum(self.target_scale_)) * self.revenue_per_kpi)
@@ -330,6 +344,18 @@ class BayesianMMM:
         own = [self.roi_prior_by_channel.get(c, self.roi_prior_) for c in data.channels]
         self.roi_prior_mu_ = np.array([p[0] for p in own])
         self.roi_prior_sigma_ = np.array([p[1] for p in own])
+        if self.media_prior == "roi":
+            # Media at every channel's prior-median ROI, as a share of the target: above 1, or
+            # below 1/1000, the prior is in other units than the data (a KPI in conversions
+            # with the currency default), and a channel the data do not see stays at it.
+            share = float(np.exp(self.roi_prior_mu_) @ total_cost) / (float(y.sum()) * self.revenue_per_kpi)
+            if not 1e-3 <= share <= 1.0:
+                warnings.warn(
+                    f"at its prior median ROI, media would make {share:.3g} times the target {data.target!r}: "
+                    "the ROI prior is not in the data's units (is the target revenue?). Set revenue_per_kpi, or "
+                    "roi_prior='data' to centre the prior on the data's units",
+                    UserWarning, stacklevel=4,
+                )
 
     def _prepare(self, data: MediaDataset, offset: int = 0, with_target: bool = True) -> _Prepared:
         media = torch.as_tensor(data.media_array() / self.media_scale_)
@@ -576,6 +602,10 @@ class BayesianMMM:
             n_chains = next(iter(self.posterior_.values())).shape[0]
             self.posterior_["coef_media"] = samples["coef_media"].numpy().reshape(n_chains, -1, *samples["coef_media"].shape[1:])
         self.inference_ = inference
+        if not (inference == "svi" and backend != "numpy"):
+            self.svi_restarts_ = 0
+        self.sampler_settings_ = dict(num_warmup=int(num_warmup), num_samples=int(num_samples), chains=int(chains),
+                                      target_accept_prob=float(target_accept_prob), max_tree_depth=int(max_tree_depth))
         self.samples_ = samples
         self.data_ = data
         n_draws = next(iter(samples.values())).shape[0]
@@ -723,10 +753,11 @@ class BayesianMMM:
             draws.pop("roi", None)
         return {k: torch.as_tensor(v) for k, v in draws.items()}
 
-    def _run_svi(self, args, target, steps, lr, n_draws, progress):
+    def _svi_attempt(self, args, target, steps, lr, init_scale, progress):
+        """One SVI run; returns ``(guide, losses, failure)``, ``failure`` ``None`` or what went wrong."""
         geo = args[0].ndim == 3
         guide_cls = AutoLowRankMultivariateNormal if geo else AutoMultivariateNormal
-        guide = guide_cls(self._model, init_loc_fn=init_to_median(num_samples=15))
+        guide = guide_cls(self._model, init_loc_fn=init_to_median(num_samples=15), init_scale=init_scale)
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(steps, 1)), "clip_norm": 10.0})
         # The JIT-traced ELBO runs the same program as one compiled graph: the model's Python (plates,
         # transforms, sites) is traced once instead of replayed at each step.
@@ -740,8 +771,34 @@ class BayesianMMM:
             iterator = tqdm(iterator, desc="SVI")
         with warnings.catch_warnings():  # torch announces its tracer's successor at every trace
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=DeprecationWarning)
-            for _ in iterator:
-                losses.append(svi.step(*args, target=target))
+            for step in iterator:
+                try:
+                    loss = svi.step(*args, target=target)
+                except (RuntimeError, ValueError) as err:  # linalg.cholesky, or a NaN parameter of a distribution
+                    last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                    return guide, losses, f"step {step}: {last[:200]}"
+                if not math.isfinite(loss):
+                    return guide, losses, f"step {step}: loss {loss}"
+                losses.append(loss)
+        return guide, losses, None
+
+    def _run_svi(self, args, target, steps, lr, n_draws, progress):
+        # A non-finite loss, or a guide whose covariance is no longer positive-definite (its
+        # Cholesky fails), ends a run; it is restarted (a new start from the prior, the random
+        # stream moving on) with half the learning rate and half the guide's initial scale, twice,
+        # before the fit gives up.
+        for attempt in range(3):
+            pyro.clear_param_store()
+            guide, losses, failure = self._svi_attempt(args, target, steps, lr / 2**attempt, 0.1 / 2**attempt, progress)
+            if failure is None:
+                break
+        else:
+            raise RuntimeError(
+                f"SVI failed three times ({failure}), the last with learning rate {lr / 4:g}: the data may have a "
+                "channel or geo whose scale differs by orders of magnitude from the others, or too few weeks with "
+                "spend; try inference='nuts', fewer channels, or svi_lr smaller than that"
+            )
+        self.svi_restarts_ = attempt
         self.svi_losses_ = np.asarray(losses)
         with torch.no_grad():  # all draws at once: one batch from the Gaussian, then each site's bijection
             latent = guide.get_posterior().sample((n_draws,))

@@ -628,10 +628,15 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "{ch00.hard.corr.social_display} (easy world: {ch00.easy.corr.social_display}) and TV follows the "
      "seasonal demand ({ch00.hard.corr.tv_baseline}); every later chapter is scored on both."),
     ("01_baselines", "Is the port of LightweightMMM faithful, and how well does a Bayesian MMM recover ROI?",
-     "The port {ch01.lwmm.summary} with LightweightMMM 0.1.9 itself. ROI error, easy / hard world: cost prior "
-     "{ch01.easy.lwmmm.roi_mape} / {ch01.hard.lwmmm.roi_mape}, ROI prior {ch01.easy.roi.roi_mape} / "
-     "{ch01.hard.roi.roi_mape}; an oracle that knows the true transforms reaches {ch01.easy.oracle.roi_mape} / "
-     "{ch01.hard.oracle.roi_mape} on these worlds."),
+     "The port {ch01.lwmm.summary} with LightweightMMM 0.1.9 itself, run as its README runs it. ROI error over "
+     "five draws of each world (mean ± sd), easy / hard: cost prior {ch01.easy.lwmmm.roi_mape_mean} ± "
+     "{ch01.easy.lwmmm.roi_mape_sd} / {ch01.hard.lwmmm.roi_mape_mean} ± {ch01.hard.lwmmm.roi_mape_sd}, ROI prior "
+     "{ch01.easy.roi.roi_mape_mean} ± {ch01.easy.roi.roi_mape_sd} / {ch01.hard.roi.roi_mape_mean} ± "
+     "{ch01.hard.roi.roi_mape_sd} (ROI prior against cost prior, paired: {ch01.easy.roi_vs_cost.roi_mape.verdict} / "
+     "{ch01.hard.roi_vs_cost.roi_mape.verdict}); the oracle told the true transforms, a reference: "
+     "{ch01.easy.oracle.roi_mape_mean} ± {ch01.easy.oracle.roi_mape_sd} / {ch01.hard.oracle.roi_mape_mean} ± "
+     "{ch01.hard.oracle.roi_mape_sd}. For the channels the data cannot see, the cost prior's scale (0.15 in "
+     "LightweightMMM's README, 1 in its library's default scaler) sets the ROI the model reports."),
     ("02_uac", "Can a differentiable unaware→activated→converted funnel recover its parameters?",
      "With its structure right: median error of the media effects {ch02.recovery.beta_error}, "
      "90% intervals covering {ch02.recovery.all_coverage}. With one true link masked out, coverage of the "

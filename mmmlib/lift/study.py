@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mmmlib.bayes.evaluate import baseline_design, positive_gaussian_draws
 from mmmlib.bayes.lift import LiftDesign, LiftTest, lift_roi_prior, true_lift
 from mmmlib.bayes.model import BayesianMMM
 from mmmlib.metrics import mape
@@ -66,7 +67,6 @@ from mmmlib.scoreboard.methods import (
     score,
 )
 from mmmlib.scoreboard.suite import LIFT_WORLDS, SuiteWorld, make_world, run_experiments
-from mmmlib.transforms import fourier_features
 from mmmlib.workers import map_on_cores
 from mmmlib.worlds.media import true_contributions
 
@@ -275,7 +275,8 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
     (:func:`mmmlib.bayes.evaluate.oracle_roi`'s analyst). A test on channel :math:`c` is one more
     observation :math:`\widehat{\text{lift}} \sim \mathcal N(\gamma_c\,\text{lift}, \mathrm{se}^2)`,
     since with the curve known the lift scales with :math:`\gamma_c`. Under a flat prior the
-    posterior is Gaussian, restricted to :math:`\gamma \ge 0` by rejection; a channel's ROI and
+    posterior is Gaussian, restricted to :math:`\gamma \ge 0` and drawn as the oracle's
+    (:func:`mmmlib.bayes.evaluate.positive_gaussian_draws`); a channel's ROI and
     marginal ROI are :math:`\gamma_c` times the true ones.
 
     Returns
@@ -289,9 +290,7 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
     native, n = world.native, world.train_weeks
     C = len(world.channels)
     contrib = true_contributions(native)[:n].reshape(n, C, -1).sum(axis=-1)
-    base = np.column_stack([np.ones(n), np.arange(n, dtype=np.float64) / n,
-                            fourier_features(n, 52.0, native.config.seasonality_degrees).numpy(),
-                            native.data.controls_array()[:n].reshape(n, -1)])
+    base = baseline_design(n, native.config.seasonality_degrees, native.data.controls_array()[:n])
     X = np.column_stack([base, contrib])
     y = native.data.target_array()[:n].reshape(n).astype(np.float64)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -306,16 +305,7 @@ def fit_shape_known(world: SuiteWorld, tests: Sequence[LiftTest], level: float =
     A, b = np.vstack(rows), np.concatenate(obs)
     mean, *_ = np.linalg.lstsq(A, b, rcond=None)
     cov = np.linalg.inv(A.T @ A)[-C:, -C:]
-    rng = np.random.default_rng(seed)
-    kept, tried = [], 0
-    while sum(len(k) for k in kept) < draws and tried < 200 * draws:  # rejection: exact, in batches
-        batch = rng.multivariate_normal(mean[-C:], cov, size=4 * draws)
-        kept.append(batch[(batch >= 0).all(axis=1)])
-        tried += len(batch)
-    gamma = np.concatenate(kept)[:draws]
-    if len(gamma) < draws:
-        raise RuntimeError(f"fit_shape_known: only {len(gamma)} of {tried} posterior draws have every channel's "
-                           "effect >= 0; the data put the effects far below zero")
+    gamma = positive_gaussian_draws(mean[-C:], cov, draws, seed)
     a = (1.0 - level) / 2.0
     lo, med, hi = np.quantile(gamma, [a, 0.5, 1.0 - a], axis=0)
     return {"roi_mape": float(np.mean(np.abs(med - 1.0))),

@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats
 
+from mmmlib.metrics import paired_difference
 from mmmlib.runtime import check_profile
 from mmmlib.scoreboard.methods import METHODS, METRICS, SWEEPS, SweepSettings, applies
 from mmmlib.scoreboard.suite import WORLDS
@@ -192,38 +193,6 @@ def signed(x: float, digits: int = 2) -> float:
     ('+0.00', '-0.13')
     """
     return float(np.round(x, digits)) + 0.0
-
-
-def paired_difference(a: pd.Series, b: pd.Series, alpha: float = 0.05) -> dict[str, float | str]:
-    """Is ``a`` lower or higher than ``b`` beyond the noise of the units they share?
-
-    The test the book decides its verdicts by: a two-sided paired t-test over the index labels
-    (world seeds) present in both, as :func:`winners` compares methods.
-
-    Returns
-    -------
-    dict
-        ``diff`` (mean of ``a - b``), ``se`` (its standard error), ``n`` (pairs), ``p`` and
-        ``verdict``: ``lower`` or ``higher`` when p < ``alpha``, else ``tie``.
-
-    Examples
-    --------
-    >>> a = pd.Series([0.30, 0.35, 0.28, 0.33]); b = pd.Series([0.50, 0.52, 0.49, 0.55])
-    >>> paired_difference(a, b)["verdict"]
-    'lower'
-    """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    pair = pd.concat({"a": a, "b": b}, axis=1).dropna()
-    diff = pair["a"] - pair["b"]
-    n = len(diff)
-    if n < 2:
-        return {"diff": float(diff.mean()) if n else float("nan"), "se": float("nan"), "n": n, "p": float("nan"),
-                "verdict": "tie"}
-    se = float(diff.std(ddof=1) / np.sqrt(n))
-    p = float(stats.ttest_rel(pair["a"], pair["b"]).pvalue) if se > 0 else (1.0 if diff.mean() == 0 else 0.0)
-    verdict = "tie" if not p < alpha else ("lower" if diff.mean() < 0 else "higher")
-    return {"diff": float(diff.mean()), "se": se, "n": n, "p": p, "verdict": verdict}
 
 
 ORACLE_WORLDS = ("easy", "correlated")
