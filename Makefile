@@ -65,7 +65,10 @@ html: pages  ## build the HTML from the executed chapters (warnings are errors)
 
 test: $(STAMP)  ## unit tests, quick chapters under nbval, strict book build, HTML checks
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory lint unit chapters-check chapters-quick nbval html browser-deps book-tests; \
+	for stage in lint unit chapters-check chapters-quick nbval html browser-deps book-tests; do \
+	  t0=$$(date +%s); $(MAKE) --no-print-directory $$stage || exit 1; \
+	  echo "==> $$stage took $$(( $$(date +%s) - t0 )) s"; \
+	done; \
 	echo "==> make test passed in $$(( $$(date +%s) - start )) s"
 
 unit: $(STAMP)

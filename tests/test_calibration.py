@@ -84,3 +84,58 @@ def test_ranks_do_not_depend_on_the_number_of_workers():
     one, two = run_sbc(s, data, seed=4, workers=1), run_sbc(s, data, seed=4, workers=2)
     pd.testing.assert_frame_equal(one.ranks, two.ranks)
     pd.testing.assert_frame_equal(one.fits.drop(columns="seconds"), two.fits.drop(columns="seconds"))
+
+
+def test_uniformity_by_convergence_class_tests_only_that_class():
+    # 60 fits: the 40 that converged have uniform ranks, the 20 that did not rank every truth at 0.
+    s = SBCSettings(replications=60, num_samples=50, ranks_of=99, bins=10)
+    ok = np.arange(60) < 40
+    ranks = pd.DataFrame({"replication": np.arange(60), "inference": "NUTS", "parameter": "roi[tv]",
+                          "rank": np.where(ok, np.arange(60) * 100 // 40 % 100, 0)})
+    fits = pd.DataFrame({"replication": np.arange(60), "inference": "NUTS", "converged": ok})
+    res = SBCResult(s, ranks, fits)
+    good, bad, both = (uniformity(res, converged=c, bins=5) for c in (True, False, None))
+    assert good["n"].item() == 40 and bad["n"].item() == 20 and both["n"].item() == 60
+    assert not good["rejected"].item() and bad["rejected"].item() and both["rejected"].item()
+    assert bad["low_tail"].item() == 1.0 and good["coverage_90"].item() == pytest.approx(36 / 40)
+    with pytest.raises(ValueError, match="bins"):
+        uniformity(res, bins=7)
+    none = uniformity(SBCResult(s, ranks, fits.assign(converged=True)), converged=False)
+    assert none.empty and {"inference", "rejected", "coverage_90"} <= set(none.columns)
+
+
+def test_a_cost_prior_study_runs_nuts_alone_and_marks_converged_fits():
+    s = SBCSettings(replications=2, media_prior="cost", target_accept_prob=0.85, num_warmup=30, num_samples=30,
+                    svi_steps=0, ranks_of=49, bins=5)
+    res = run_sbc(s, easy_world(1, n_weeks=20).data, seed=0)
+    assert set(res.ranks["inference"]) == {"NUTS"} and len(res.ranks) == 2 * 16
+    assert res.fits["converged"].dtype == bool and res.fits["divergence_rate"].between(0, 1).all()
+    assert (res.fits["converged"] == ((res.fits["max_rhat"] <= 1.01) & (res.fits["divergence_rate"] < 0.01))).all()
+
+
+def test_mutations_are_ranked_beside_nuts_and_a_narrow_posterior_piles_ranks_at_the_ends():
+    s = SBCSettings(replications=2, num_warmup=30, num_samples=30, svi_steps=0, ranks_of=49, bins=5, mutations=True)
+    res = run_sbc(s, easy_world(1, n_weeks=20).data, seed=0)
+    arms = set(res.ranks["inference"])
+    assert arms == {"NUTS", "NUTS, 20% too narrow", "NUTS, biased by 0.3 sd"}
+    pooled = uniformity(res, pooled=True)
+    assert set(pooled["parameter"]) == {"roi", "lag_weight", "half_max_effective_concentration", "slope"}
+    assert (pooled["n"] == 2 * 4).all()
+    # converged=... keeps a mutation with its own NUTS fit
+    assert uniformity(res, converged=True)["n"].sum() + uniformity(res, converged=False)["n"].sum() == len(res.ranks)
+
+
+def test_ranks_in_unconstrained_coordinates_match_plain_ranks_and_mutations_move_them():
+    from mmmlib.bayes.calibration import _ranks
+
+    rng = np.random.default_rng(1)
+    draws = {"lag_weight": rng.beta(2, 2, size=(400, 1))}
+    roi = rng.lognormal(0.0, 0.5, size=(400, 1))
+    truth = {"roi": np.array([1.3]), "lag_weight": np.array([0.7])}
+    checked = [("roi[a]", "roi", 0), ("lag_weight[a]", "lag_weight", 0)]
+    plain = _ranks(truth, draws, roi, checked, 99)
+    keep = np.unique(np.linspace(0, 399, 99).round().astype(int))
+    assert plain == {"roi[a]": int((roi[keep, 0] < 1.3).sum()), "lag_weight[a]": int((draws["lag_weight"][keep, 0] < 0.7).sum())}
+    narrow = _ranks(truth, draws, roi, checked, 99, scale=0.5)
+    shifted = _ranks(truth, draws, roi, checked, 99, shift=1.0)
+    assert narrow["roi[a]"] > plain["roi[a]"] and shifted["roi[a]"] < plain["roi[a]"]  # truth above the median

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import math
 import os
 import re
 import shutil
@@ -363,6 +364,23 @@ SAME_QUANTITY = [
     for method, arm in (("prior_only", "prior_only"), ("bayes_roi", "none"), ("bayes_lift", "plus20"))
     for metric, metric8 in (("roi_mape", "roi_mape"), ("roi_coverage", "roi_coverage"), ("regret", "regret"))
     if not (method == "prior_only" and metric == "regret")
+] + [  # the oracle: one definition (mmmlib.bayes.evaluate.oracle_roi), read by Chapter 6 and Chapter 8
+    (f"ch06.{metric}.{world}.oracle", f"ch08.shape.{world}.none.{metric8}")
+    for world in ("easy", "correlated")
+    for metric, metric8 in (("roi_mape", "roi_mape"), ("roi_mape_sd", "roi_mape_sd"), ("roi_coverage", "roi_coverage"))
+]
+
+def _number(value) -> float:
+    """A recorded value as a number: some chapters record a spread as its display text ("± 0.33")."""
+    return float(value.replace("±", "").strip()) if isinstance(value, str) else float(value)
+
+
+# The same method on the same world family, computed by two chapters on different settings (weeks
+# fitted, draws of the world): (what, (mean key, sd key), (mean key, sd key)). They must agree
+# within their spread over draws.
+SAME_QUESTION = [
+    ("the oracle's ROI error, easy world", ("ch01.easy.oracle.roi_mape_mean", "ch01.easy.oracle.roi_mape_sd"),
+     ("ch06.roi_mape.easy.oracle", "ch06.roi_mape_sd.easy.oracle")),
 ]
 
 
@@ -383,5 +401,37 @@ def test_one_answer_per_question():
         assert a in values and b in values, f"{a} or {b} is not recorded"
         # the budget optimiser's stopping point moves in the sixth digit between processes; every
         # other score is bit-identical. Shown to two decimals, a difference of 1e-4 cannot be seen.
-        assert values[a] == pytest.approx(values[b], rel=1e-4, abs=1e-9), (
+        assert _number(values[a]) == pytest.approx(_number(values[b]), rel=1e-4, abs=1e-9), (
             f"{a} = {values[a]} and {b} = {values[b]} report the same quantity and differ")
+
+
+def test_the_same_question_has_one_answer_within_its_spread():
+    """Chapters that compute the same method on the same worlds under other settings agree within
+    the spread over draws they report: |mean_a - mean_b| <= sqrt(sd_a^2 + sd_b^2)."""
+    values = {k: r["value"] for n in chapter_ids() for k, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items()}
+    for what, (ma, sa), (mb, sb) in SAME_QUESTION:
+        for key in (ma, sa, mb, sb):
+            assert key in values, f"{key} ({what}) is not recorded"
+        a, b, spread = _number(values[ma]), _number(values[mb]), math.hypot(_number(values[sa]), _number(values[sb]))
+        assert abs(a - b) <= spread, f"{what}: {ma} = {a:.3f} and {mb} = {b:.3f} differ by more than their spread {spread:.3f}"
+
+
+ORACLE_ERROR = re.compile(r"ROI (error|MAPE)\b.*\b(oracle|true response curves)\b(?!'s)", re.I)
+WORLD = re.compile(r"\b(easy|hard|correlated|time-varying|funnel) world\b")
+
+
+def test_every_oracle_number_two_chapters_share_is_compared():
+    """Where two chapters report the oracle's mean ROI error on the same world (without experiments),
+    each of those keys is in a declared pair above: the next chapter to compute it is compared too."""
+    declared = {k for pair in SAME_QUANTITY for k in pair} | {k for _, *pairs in SAME_QUESTION for pair in pairs for k in pair}
+    by_world: dict[str, list[str]] = {}
+    for n in chapter_ids():
+        for key, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items():
+            meaning = r["meaning"]
+            if ORACLE_ERROR.search(meaning) and "mean over" in meaning and "weeks" not in meaning and (w := WORLD.search(meaning)):
+                by_world.setdefault(w.group(1), []).append(key)
+    assert by_world.get("easy"), "no chapter reports the oracle's ROI error on the easy world: the pattern is stale"
+    for world, keys in by_world.items():
+        if len({k.split(".")[0] for k in keys}) > 1:
+            missing = [k for k in keys if k not in declared]
+            assert not missing, f"the oracle's ROI error on the {world} world is reported by {keys}; not compared: {missing}"

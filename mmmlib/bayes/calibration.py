@@ -8,7 +8,8 @@ narrow piles ranks at both ends, one that is biased piles them at one end.
 
 The simulation runs the Pyro program of :class:`~mmmlib.bayes.model.BayesianMMM` forwards
 (``target`` unobserved), while the fits use the NumPy density and the book's own NUTS and VI:
-a density that disagreed with the program would fail the check as surely as a wrong sampler.
+a density that disagreed with the program fails the check like a wrong sampler, if the error
+is large enough for the number of replications (``SBCSettings.mutations`` measures how large).
 The media, controls and spend are those of a simulated world; only the parameters and the target
 are drawn, in the model's scaled units. See Chapter 7.
 """
@@ -25,11 +26,12 @@ import torch
 from pyro import poutine
 from scipy import stats
 
+from mmmlib.bayes.evaluate import converged
 from mmmlib.bayes.model import TRANSFORM_SITES, BayesianMMM, _Prepared, media_transform
 from mmmlib.data import MediaDataset
 from mmmlib.workers import map_on_cores
 
-__all__ = ["KIND_LABELS", "SBCSettings", "SBCResult", "plot_rank_histograms", "run_sbc", "simulate_from_prior", "uniformity"]
+__all__ = ["KIND_LABELS", "MUTATIONS", "SBCSettings", "SBCResult", "plot_rank_histograms", "run_sbc", "simulate_from_prior", "uniformity"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class SBCSettings:
         :math:`L`: posterior draws (evenly thinned) each true value is ranked among.
     bins : int
         Histogram bins of the uniformity test (:math:`L + 1` must be a multiple).
+    mutations : bool
+        Also rank the :data:`MUTATIONS` of every NUTS fit's draws (inference ``"NUTS, <name>"``):
+        the power of the test against posteriors known to be wrong, at no extra sampling.
     """
 
     replications: int = 100
@@ -63,6 +68,7 @@ class SBCSettings:
     svi_steps: int = 2000
     ranks_of: int = 99
     bins: int = 10
+    mutations: bool = False
 
     def __post_init__(self) -> None:
         if self.replications < 1:
@@ -84,7 +90,9 @@ class SBCResult:
         One row per (replication, inference, parameter): ``rank`` in ``0..L``, the true value,
         and the fit's ``divergences`` and ``max_rhat`` (NUTS).
     fits : pandas.DataFrame
-        One row per (replication, inference): divergences, largest R-hat, seconds.
+        One row per (replication, inference): divergences, their share of the draws, largest
+        R-hat, seconds, and ``converged`` (whether a NUTS fit meets
+        :data:`~mmmlib.bayes.evaluate.CONVERGED`; VI fits: ``True``).
     """
 
     settings: SBCSettings
@@ -134,13 +142,35 @@ def simulate_from_prior(mmm: BayesianMMM, data: MediaDataset, seed: int) -> tupl
     return truth, tr.nodes["target"]["value"].detach().numpy().copy()
 
 
-def _ranks(truth: dict, draws: dict, roi: np.ndarray, checked, L: int) -> dict[str, int]:
+UNIT_INTERVAL_SITES = frozenset({"lag_weight", "exponent", "ad_effect_retention_rate"})
+"""Checked parameters that live in (0, 1); every other checked parameter is positive."""
+
+MUTATIONS = {"20% too narrow": (0.8, 0.0), "biased by 0.3 sd": (1.0, 0.3)}
+"""Known-wrong posteriors ranked beside every NUTS fit, as (scale, shift in posterior sd) of the
+draws about their mean in unconstrained coordinates: a test that does not reject them has too
+little power to vouch for the sampler."""
+
+
+def _unconstrained(site: str, x: np.ndarray) -> np.ndarray:
+    """log, or logit for a parameter in (0, 1): ranks do not change, shrinking is meaningful."""
+    x = np.clip(np.asarray(x, dtype=float), np.finfo(float).tiny, None)
+    if site in UNIT_INTERVAL_SITES:
+        x = np.minimum(x, 1.0 - np.finfo(float).epsneg)
+        return np.log(x) - np.log1p(-x)
+    return np.log(x)
+
+
+def _ranks(truth: dict, draws: dict, roi: np.ndarray, checked, L: int, scale: float = 1.0, shift: float = 0.0) -> dict[str, int]:
+    """Rank of each truth among ``L`` evenly thinned draws; ``scale`` and ``shift`` (in posterior
+    sd) first distort the draws about their mean in unconstrained coordinates (a mutation)."""
     S = roi.shape[0]
     keep = np.unique(np.linspace(0, S - 1, L).round().astype(int))
     out = {}
     for label, site, c in checked:
-        post = roi[:, c] if site == "roi" else np.asarray(draws[site])[:, c]
-        out[label] = int((post[keep] < truth[site][c]).sum())
+        post = _unconstrained(site, roi[:, c] if site == "roi" else np.asarray(draws[site])[:, c])
+        if scale != 1.0 or shift != 0.0:
+            post = post.mean() + scale * (post - post.mean()) + shift * post.std()
+        out[label] = int((post[keep] < _unconstrained(site, truth[site][c])).sum())
     return out
 
 
@@ -218,30 +248,66 @@ def _replication(study: _Study, r: int) -> tuple[list[dict], list[dict]]:
                 prep, settings.svi_steps, 0.02, settings.num_samples * settings.chains, seed + r, coords
             )
             div, seconds, max_rhat = 0, float("nan"), float("nan")
+        rate = div / (settings.num_samples * settings.chains)
         draws = {k: v.numpy() for k, v in draws.items()}
         roi = _roi(mmm, prep.media, draws)
         for label, rank in _ranks(truth, draws, roi, study.checked, settings.ranks_of).items():
             rank_rows.append(dict(replication=r, inference=arm, parameter=label, rank=rank))
-        fit_rows.append(dict(replication=r, inference=arm, divergences=int(div), max_rhat=max_rhat,
-                             seconds=seconds))
+        if arm == "NUTS" and settings.mutations:
+            for name, (scale, shift) in MUTATIONS.items():
+                for label, rank in _ranks(truth, draws, roi, study.checked, settings.ranks_of, scale, shift).items():
+                    rank_rows.append(dict(replication=r, inference=f"NUTS, {name}", parameter=label, rank=rank))
+        fit_rows.append(dict(replication=r, inference=arm, divergences=int(div), divergence_rate=rate, max_rhat=max_rhat,
+                             seconds=seconds, converged=converged(dict(inference=arm.lower(), max_rhat=max_rhat, divergence_rate=rate))))
     return rank_rows, fit_rows
 
 
-def uniformity(result: SBCResult, alpha: float = 0.01) -> pd.DataFrame:
-    """Per (inference, parameter): a chi-square test that the ranks are uniform over
-    ``settings.bins`` equal bins, its p-value, whether it is rejected at ``alpha`` after a
-    Bonferroni correction over all parameters of that inference, and the coverage of the
-    central 90% posterior interval (the share of ranks inside the middle 90% of ``0..L``)."""
+def uniformity(
+    result: SBCResult, alpha: float = 0.01, converged: bool | None = None, bins: int | None = None, pooled: bool = False
+) -> pd.DataFrame:
+    """Per (inference, parameter): a chi-square test that the ranks are uniform over equal bins,
+    its p-value, whether it is rejected at ``alpha`` after a Bonferroni correction over all
+    parameters of that inference, and the coverage of the central 90% posterior interval (the
+    share of ranks inside the middle 90% of ``0..L``).
+
+    Parameters
+    ----------
+    result : SBCResult
+    alpha : float
+        Family-wise level of the tests of one inference method.
+    converged : bool, optional
+        Test only the fits that meet (``True``) or miss (``False``) the convergence criterion
+        (column ``converged`` of ``result.fits``); ``None``: every fit. Choosing fits by a
+        property of their data is a selection, so uniformity within a class is a diagnostic, not
+        a guarantee; the column ``n`` says how many fits a row rests on.
+    bins : int, optional
+        Bins of the test (default ``settings.bins``; ``ranks_of + 1`` must be a multiple). Use
+        fewer for a small class: the chi-square test wants some five ranks per bin.
+    pooled : bool
+        Test each kind of parameter with its channels pooled (``parameter`` is then the kind,
+        e.g. ``roi``): four times the ranks per test, and a Bonferroni correction over fewer tests.
+    """
     s = result.settings
     L = s.ranks_of
+    bins = s.bins if bins is None else bins
+    if (L + 1) % bins:
+        raise ValueError(f"bins must divide ranks_of + 1 ({L + 1}), got {bins}")
+    ranks = result.ranks
+    if converged is not None:
+        keep = result.fits.loc[result.fits["converged"] == converged, ["replication", "inference"]]
+        ranks = ranks.assign(_fit=ranks["inference"].str.split(",").str[0]).merge(  # a mutation belongs to its NUTS fit
+            keep.rename(columns={"inference": "_fit"}), on=["replication", "_fit"]).drop(columns="_fit")
+    if pooled:
+        ranks = ranks.assign(parameter=ranks["parameter"].map(_kind))
     rows = []
-    for (arm, par), g in result.ranks.groupby(["inference", "parameter"], sort=False):
-        counts = np.bincount(g["rank"].to_numpy() * s.bins // (L + 1), minlength=s.bins)
-        p = float(stats.chisquare(counts).pvalue)
+    for (arm, par), g in ranks.groupby(["inference", "parameter"], sort=False):
+        counts = np.bincount(g["rank"].to_numpy() * bins // (L + 1), minlength=bins)
+        p = float(stats.chisquare(counts).pvalue) if len(g) else float("nan")
         lo, hi = 0.05 * (L + 1), 0.95 * (L + 1)
-        rows.append(dict(inference=arm, parameter=par, p_value=p, coverage_90=float(((g["rank"] >= lo) & (g["rank"] < hi)).mean()),
+        rows.append(dict(inference=arm, parameter=par, n=len(g), p_value=p,
+                         coverage_90=float(((g["rank"] >= lo) & (g["rank"] < hi)).mean()),
                          low_tail=float((g["rank"] < lo).mean()), high_tail=float((g["rank"] >= hi).mean())))
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=["inference", "parameter", "n", "p_value", "coverage_90", "low_tail", "high_tail"])
     n_tests = out.groupby("inference")["parameter"].transform("count")
     out["rejected"] = out["p_value"] < alpha / n_tests
     return out
@@ -262,15 +328,16 @@ KIND_LABELS = {
 }
 
 
-def plot_rank_histograms(result: SBCResult):
+def plot_rank_histograms(result: SBCResult, arms: list[str] | None = None):
     """Rank histograms, one panel per (inference, kind of parameter), channels pooled, with the
-    99% band of a bin's count under uniform ranks (binomial) shaded."""
+    99% band of a bin's count under uniform ranks (binomial) shaded. ``arms``: the inference
+    methods shown (default: all but the mutations)."""
     import matplotlib.pyplot as plt
 
     s = result.settings
     L = s.ranks_of
     ranks = result.ranks.assign(kind=result.ranks["parameter"].map(_kind))
-    arms = list(pd.unique(ranks["inference"]))
+    arms = arms or [a for a in pd.unique(ranks["inference"]) if a in ("NUTS", "VI")]
     kinds = list(pd.unique(ranks["kind"]))
     fig, axes = plt.subplots(len(arms), len(kinds), figsize=(2.3 * len(kinds) + 0.6, 2.3 * len(arms) + 0.6),
                              sharex=True, squeeze=False)
@@ -291,6 +358,7 @@ def plot_rank_histograms(result: SBCResult):
                 ax.set_ylabel("fits per bin")
             if i == len(arms) - 1:
                 ax.set_xlabel("rank of the truth / L")
-    fig.suptitle(f"Rank of the true value among {L} posterior draws, {s.replications} simulated data sets "
-                 "(grey: 99% band of a uniform rank)", fontsize=11)
+    prior = {"roi": "ROI prior", "cost": "cost prior"}.get(s.media_prior, f"{s.media_prior} prior")
+    fig.suptitle(f"{s.model}, {prior}: rank of the true value among {L} posterior draws, {s.replications} simulated "
+                 "data sets (grey: 99% band of a uniform rank)", fontsize=11)
     return fig

@@ -672,9 +672,10 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "the flat-prior oracle's {ch06.roi_mape.easy.oracle} {ch06.roi_mape_sd.easy.oracle}; the model's budget regret "
      "{ch06.regret.easy.bayes_roi} {ch06.regret_sd.easy.bayes_roi} of the achievable gain."),
     ("07_calibration", "Is the Bayesian baseline's posterior calibrated?",
-     "For NUTS, simulation-based calibration {ch07.verdict}. Its 90% intervals cover {ch07.nuts.coverage_90} "
-     "of prior draws; the variational "
-     "fit covers {ch07.vi.coverage_90}."),
+     "For NUTS with the ROI prior, simulation-based calibration {ch07.verdict}; its 90% intervals cover "
+     "{ch07.nuts.coverage_90} of prior draws, the variational fit's {ch07.vi.coverage_90}. For NUTS with "
+     "LightweightMMM's cost prior ({ch07.cost.replications} draws) it {ch07.cost.verdict}; coverage "
+     "{ch07.cost.coverage_90}."),
     ("08_lift_tests", "What does one experiment per channel buy the Bayesian model?",
      "Spend +20% for 4 weeks on each channel, in the likelihood: ROI error {ch08.easy.plus20.roi_mape} "
      "{ch08.easy.plus20.roi_mape_sd} against {ch08.easy.none.roi_mape} {ch08.easy.none.roi_mape_sd} without "
