@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import logit
 
 from mmmlib.bayes.calibration import (
     SBCResult,
@@ -121,8 +122,14 @@ def test_mutations_are_ranked_beside_nuts_and_a_narrow_posterior_piles_ranks_at_
     pooled = uniformity(res, pooled=True)
     assert set(pooled["parameter"]) == {"roi", "lag_weight", "half_max_effective_concentration", "slope"}
     assert (pooled["n"] == 2 * 4).all()
-    # converged=... keeps a mutation with its own NUTS fit
-    assert uniformity(res, converged=True)["n"].sum() + uniformity(res, converged=False)["n"].sum() == len(res.ranks)
+    # converged=... keeps a mutation with its own NUTS fit: a class holds the same replications in every arm
+    fits = res.fits.assign(converged=[True, False])
+    split = SBCResult(s, res.ranks, fits)
+    for flag, rep in ((True, 0), (False, 1)):
+        kept = res.ranks.merge(fits.loc[fits["converged"] == flag, ["replication"]], on="replication")
+        assert set(kept["replication"]) == {rep}
+        table = uniformity(split, converged=flag)
+        assert len(table) == 3 * 16 and (table["n"] == 1).all()
 
 
 def test_ranks_in_unconstrained_coordinates_match_plain_ranks_and_mutations_move_them():
@@ -138,4 +145,11 @@ def test_ranks_in_unconstrained_coordinates_match_plain_ranks_and_mutations_move
     assert plain == {"roi[a]": int((roi[keep, 0] < 1.3).sum()), "lag_weight[a]": int((draws["lag_weight"][keep, 0] < 0.7).sum())}
     narrow = _ranks(truth, draws, roi, checked, 99, scale=0.5)
     shifted = _ranks(truth, draws, roi, checked, 99, shift=1.0)
-    assert narrow["roi[a]"] > plain["roi[a]"] and shifted["roi[a]"] < plain["roi[a]"]  # truth above the median
+    # by hand: the distortion acts on log ROI and logit decay, about the mean of all draws
+    lr, lw = np.log(roi[:, 0]), logit(draws["lag_weight"][:, 0])
+    lr_n, lw_n = lr.mean() + 0.5 * (lr - lr.mean()), lw.mean() + 0.5 * (lw - lw.mean())
+    assert narrow == {"roi[a]": int((lr_n[keep] < np.log(1.3)).sum()), "lag_weight[a]": int((lw_n[keep] < logit(0.7)).sum())}
+    assert shifted == {"roi[a]": int((lr[keep] + lr.std() < np.log(1.3)).sum()),
+                       "lag_weight[a]": int((lw[keep] + lw.std() < logit(0.7)).sum())}
+    with pytest.raises(ValueError, match="non-finite"):
+        _ranks(truth, {"lag_weight": np.full((400, 1), np.nan)}, roi, checked, 99)

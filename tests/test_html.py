@@ -370,9 +370,12 @@ SAME_QUANTITY = [
     for metric, metric8 in (("roi_mape", "roi_mape"), ("roi_mape_sd", "roi_mape_sd"), ("roi_coverage", "roi_coverage"))
 ]
 
-def _number(value) -> float:
+def _number(value, key: str = "") -> float:
     """A recorded value as a number: some chapters record a spread as its display text ("± 0.33")."""
-    return float(value.replace("±", "").strip()) if isinstance(value, str) else float(value)
+    try:
+        return float(value.replace("±", "").strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise AssertionError(f"{key} is recorded as {value!r}, not a number: it cannot be compared") from None
 
 
 # The same method on the same world family, computed by two chapters on different settings (weeks
@@ -401,18 +404,22 @@ def test_one_answer_per_question():
         assert a in values and b in values, f"{a} or {b} is not recorded"
         # the budget optimiser's stopping point moves in the sixth digit between processes; every
         # other score is bit-identical. Shown to two decimals, a difference of 1e-4 cannot be seen.
-        assert _number(values[a]) == pytest.approx(_number(values[b]), rel=1e-4, abs=1e-9), (
+        assert _number(values[a], a) == pytest.approx(_number(values[b], b), rel=1e-4, abs=1e-9), (
             f"{a} = {values[a]} and {b} = {values[b]} report the same quantity and differ")
 
 
 def test_the_same_question_has_one_answer_within_its_spread():
     """Chapters that compute the same method on the same worlds under other settings agree within
-    the spread over draws they report: |mean_a - mean_b| <= sqrt(sd_a^2 + sd_b^2)."""
+    the spread over draws they report: |mean_a - mean_b| <= sqrt(sd_a^2 + sd_b^2).
+
+    A loose check: the spread is that of single draws, not the standard error of the means, so
+    it catches a contradiction of the size of a draw's noise (0.88 against 0.38 with sd 0.04),
+    not a small systematic difference."""
     values = {k: r["value"] for n in chapter_ids() for k, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items()}
     for what, (ma, sa), (mb, sb) in SAME_QUESTION:
         for key in (ma, sa, mb, sb):
             assert key in values, f"{key} ({what}) is not recorded"
-        a, b, spread = _number(values[ma]), _number(values[mb]), math.hypot(_number(values[sa]), _number(values[sb]))
+        a, b, spread = _number(values[ma], ma), _number(values[mb], mb), math.hypot(_number(values[sa], sa), _number(values[sb], sb))
         assert abs(a - b) <= spread, f"{what}: {ma} = {a:.3f} and {mb} = {b:.3f} differ by more than their spread {spread:.3f}"
 
 
@@ -428,7 +435,8 @@ def test_every_oracle_number_two_chapters_share_is_compared():
     for n in chapter_ids():
         for key, r in json.loads((PROJECT.results / f"{n}.json").read_text())["results"].items():
             meaning = r["meaning"]
-            if ORACLE_ERROR.search(meaning) and "mean over" in meaning and "weeks" not in meaning and (w := WORLD.search(meaning)):
+            with_test = ".shape." in key and ".none." not in key  # Chapter 8's oracle reading a lift test
+            if ORACLE_ERROR.search(meaning) and "mean over" in meaning and not with_test and (w := WORLD.search(meaning)):
                 by_world.setdefault(w.group(1), []).append(key)
     assert by_world.get("easy"), "no chapter reports the oracle's ROI error on the easy world: the pattern is stale"
     for world, keys in by_world.items():

@@ -26,7 +26,7 @@ import torch
 from pyro import poutine
 from scipy import stats
 
-from mmmlib.bayes.evaluate import converged
+from mmmlib.bayes.evaluate import converged as _meets_criterion
 from mmmlib.bayes.model import TRANSFORM_SITES, BayesianMMM, _Prepared, media_transform
 from mmmlib.data import MediaDataset
 from mmmlib.workers import map_on_cores
@@ -168,6 +168,8 @@ def _ranks(truth: dict, draws: dict, roi: np.ndarray, checked, L: int, scale: fl
     out = {}
     for label, site, c in checked:
         post = _unconstrained(site, roi[:, c] if site == "roi" else np.asarray(draws[site])[:, c])
+        if not np.isfinite(post).all():
+            raise ValueError(f"{label}: non-finite posterior draws; a rank would be meaningless")
         if scale != 1.0 or shift != 0.0:
             post = post.mean() + scale * (post - post.mean()) + shift * post.std()
         out[label] = int((post[keep] < _unconstrained(site, truth[site][c])).sum())
@@ -258,7 +260,7 @@ def _replication(study: _Study, r: int) -> tuple[list[dict], list[dict]]:
                 for label, rank in _ranks(truth, draws, roi, study.checked, settings.ranks_of, scale, shift).items():
                     rank_rows.append(dict(replication=r, inference=f"NUTS, {name}", parameter=label, rank=rank))
         fit_rows.append(dict(replication=r, inference=arm, divergences=int(div), divergence_rate=rate, max_rhat=max_rhat,
-                             seconds=seconds, converged=converged(dict(inference=arm.lower(), max_rhat=max_rhat, divergence_rate=rate))))
+                             seconds=seconds, converged=_meets_criterion(dict(inference=arm.lower(), max_rhat=max_rhat, divergence_rate=rate))))
     return rank_rows, fit_rows
 
 
@@ -286,6 +288,9 @@ def uniformity(
     pooled : bool
         Test each kind of parameter with its channels pooled (``parameter`` is then the kind,
         e.g. ``roi``): four times the ranks per test, and a Bonferroni correction over fewer tests.
+        The channels of one replication share its data set, so their ranks need not be
+        independent, as the chi-square test assumes: a pooled test can reject a calibrated
+        sampler somewhat more often than ``alpha``, and its rejections are a diagnostic.
     """
     s = result.settings
     L = s.ranks_of
@@ -302,7 +307,7 @@ def uniformity(
     rows = []
     for (arm, par), g in ranks.groupby(["inference", "parameter"], sort=False):
         counts = np.bincount(g["rank"].to_numpy() * bins // (L + 1), minlength=bins)
-        p = float(stats.chisquare(counts).pvalue) if len(g) else float("nan")
+        p = float(stats.chisquare(counts).pvalue)
         lo, hi = 0.05 * (L + 1), 0.95 * (L + 1)
         rows.append(dict(inference=arm, parameter=par, n=len(g), p_value=p,
                          coverage_90=float(((g["rank"] >= lo) & (g["rank"] < hi)).mean()),

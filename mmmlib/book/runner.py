@@ -675,7 +675,9 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "For NUTS with the ROI prior, simulation-based calibration {ch07.verdict}; its 90% intervals cover "
      "{ch07.nuts.coverage_90} of prior draws, the variational fit's {ch07.vi.coverage_90}. For NUTS with "
      "LightweightMMM's cost prior ({ch07.cost.replications} draws) it {ch07.cost.verdict}; coverage "
-     "{ch07.cost.coverage_90}."),
+     "{ch07.cost.coverage_90}. What a pass rules out: a posterior 20% too narrow is rejected by "
+     "{ch07.power.roi.narrow.pooled_rejected} (ROI prior) and {ch07.power.cost.narrow.pooled_rejected} (cost prior) "
+     "of 4 pooled tests."),
     ("08_lift_tests", "What does one experiment per channel buy the Bayesian model?",
      "Spend +20% for 4 weeks on each channel, in the likelihood: ROI error {ch08.easy.plus20.roi_mape} "
      "{ch08.easy.plus20.roi_mape_sd} against {ch08.easy.none.roi_mape} {ch08.easy.none.roi_mape_sd} without "
