@@ -749,8 +749,62 @@ def _findings_page(project: Project, docs: Mapping[str, Any], titles: Mapping[st
     return "\n".join(lines) + "\n"
 
 
+SOURCE_ARCHIVE = Path("book/_source/mmm-thesis-source.tar.gz")
+"""Where :func:`write_source_archive` puts the book's own source (relative to the root; not tracked)."""
+
+_NOT_SOURCE = {".git", ".venv", ".venv-lwmm", "_build", "scratch", "__pycache__", ".hypothesis", ".ipynb_checkpoints",
+               ".pytest_cache", ".ruff_cache", "_source"}
+
+
+def write_source_archive(project: Project) -> tuple[Path, str]:
+    """Pack the source the book is built from into :data:`SOURCE_ARCHIVE`, for its Reproduce page.
+
+    In a git checkout: ``git archive`` of ``HEAD`` (what is committed; the returned description
+    names the commit and says whether tracked files differ from it). Elsewhere, as in a tree
+    unpacked from such an archive: every file but build outputs and environments. The archive
+    unpacks into ``mmm-thesis/``, where the README's ``make book`` and ``make test`` run.
+
+    Returns
+    -------
+    (path, description)
+    """
+    out = project.root / SOURCE_ARCHIVE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(project.root), *args], capture_output=True, text=True, timeout=120)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        in_git = top.returncode == 0 and Path(top.stdout.strip()).resolve() == project.root.resolve()
+    except (OSError, subprocess.SubprocessError):
+        in_git = False
+    if in_git:
+        commit = git("rev-parse", "HEAD").stdout.strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        done = git("archive", "--format=tar.gz", "--prefix=mmm-thesis/", "-o", str(tmp), "HEAD")
+        if done.returncode != 0:
+            raise RuntimeError(f"git archive failed: {done.stderr.strip()}")
+        what = f"commit `{commit[:12]}`" + (" (the files of this build differ from it)" if dirty else "")
+    else:
+        import tarfile
+
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in sorted(project.root.rglob("*")):
+                rel = path.relative_to(project.root)
+                skip = set(rel.parts) & _NOT_SOURCE or any(part.startswith(".stage-") for part in rel.parts)
+                if path.is_file() and not skip:
+                    tar.add(path, arcname=str(Path("mmm-thesis") / rel), recursive=False)
+        what = "the files of this build (not a git checkout)"
+    os.replace(tmp, out)
+    return out, what
+
+
 def write_pages(project: Project) -> list[Path]:
-    """Write ``book/results.md``, ``book/reproduce.md``, ``book/cite.md`` and ``book/findings.md``."""
+    """Write ``book/results.md``, ``book/reproduce.md``, ``book/cite.md`` and ``book/findings.md``,
+    and the source archive the Reproduce page offers (:func:`write_source_archive`)."""
+    archive, archive_what = write_source_archive(project)
     docs = _load_results(project.results)
     titles = {c.name: c.title() for c in project.chapters()}
     book = project.root / "book"
@@ -802,10 +856,12 @@ def write_pages(project: Project) -> list[Path]:
         "# Reproduce",
         "",
         "Every number and figure in this book is computed by `mmmlib` when a chapter is executed.",
+        f"The book carries its own source: {{download}}`mmm-thesis-source.tar.gz <{archive.relative_to(book).as_posix()}>` "
+        f"({archive.stat().st_size / 1e6:.1f} MB), {archive_what}.",
         "On a machine with Python 3.11, `pip` and `make`:",
         "",
         "```bash",
-        "git clone <this repository> mmm-thesis && cd mmm-thesis",
+        "tar xzf mmm-thesis-source.tar.gz && cd mmm-thesis",
         "make book                                  # venv from requirements.lock, stale chapters, HTML",
         "make test                                  # unit tests, quick chapters under nbval, strict build",
         "make chapter CH=00 PROFILE=full SEED=0     # rerun one chapter into book/",
@@ -897,7 +953,8 @@ def _cite_page(project: Project, titles: Mapping[str, str], docs: Mapping[str, A
         "# How to cite",
         "",
         "Cite the book as a whole, a chapter, or a single number by its result key.",
-        "The machine-readable citation is `CITATION.cff` at the root of the repository.",
+        "The machine-readable citation is `CITATION.cff` at the root of the source, which this book",
+        "carries: the archive on the {doc}`reproduce page <reproduce>` is the exact source it was built from.",
         "",
         "## The book",
         "",
