@@ -147,11 +147,14 @@ def run_deepcausalmmm(
         blocks, share = [], 0.0
         with torch.no_grad():
             for part in (tr, ho):
-                y_scaled, _, contrib, _ = model(part["X_media"], part["X_control"], part["R"])
+                y_scaled, _, contrib, outputs = model(part["X_media"], part["X_control"], part["R"])
                 blocks.append(np.asarray(pipeline.inverse_transform_predictions(y_scaled)))
                 if part is tr:
                     pad = pipeline.padding_weeks
-                    share = float(contrib[:, pad:].sum() / y_scaled[:, pad:].sum())
+                    # contributions come before the model's output scale, the prediction after it
+                    # (the package's own inverse transform multiplies them by it)
+                    media = contrib[:, pad:].sum() * outputs["prediction_scale"].squeeze()
+                    share = float(media / y_scaled[:, pad:].sum())
             adjacency = model.get_dag_adjacency_matrix().cpu().numpy()
             pruned = model.threshold_dag(config.get("notears_threshold", 0.3)).cpu().numpy()
     finally:
