@@ -23,7 +23,7 @@ from mmmlib.inference.nuts import sample_nuts
 from mmmlib.runtime import setup
 from mmmlib.worlds import easy_world
 
-WARMUP, DRAWS, CHAINS = 250, 400, 2
+WARMUP, DRAWS, CHAINS = 200, 300, 2
 SITES = ("roi", "lag_weight", "half_max_effective_concentration", "slope", "sigma", "intercept")
 
 

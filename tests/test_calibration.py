@@ -153,3 +153,12 @@ def test_ranks_in_unconstrained_coordinates_match_plain_ranks_and_mutations_move
                        "lag_weight[a]": int((lw[keep] + lw.std() < logit(0.7)).sum())}
     with pytest.raises(ValueError, match="non-finite"):
         _ranks(truth, {"lag_weight": np.full((400, 1), np.nan)}, roi, checked, 99)
+
+
+def test_the_sites_ranked_on_the_logit_scale_are_those_whose_prior_lives_in_the_unit_interval():
+    # Read from the model's priors, not listed by hand: a Beta-distributed site is logit-scaled,
+    # a Gamma or half-normal one log-scaled.
+    from mmmlib.bayes.calibration import UNIT_INTERVAL_SITES
+
+    assert UNIT_INTERVAL_SITES == {"lag_weight", "exponent", "ad_effect_retention_rate"}
+    assert not UNIT_INTERVAL_SITES & {"half_max_effective_concentration", "slope", "peak_effect_delay"}

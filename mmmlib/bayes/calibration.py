@@ -25,13 +25,26 @@ import pyro
 import torch
 from pyro import poutine
 from scipy import stats
+from torch.distributions import constraints
 
 from mmmlib.bayes.evaluate import converged as _meets_criterion
-from mmmlib.bayes.model import TRANSFORM_SITES, BayesianMMM, _Prepared, media_transform
+from mmmlib.bayes.model import (
+    TRANSFORM_SITES,
+    BayesianMMM,
+    _Prepared,
+    _transform_priors,
+    media_transform,
+)
 from mmmlib.data import MediaDataset
 from mmmlib.workers import map_on_cores
 
 __all__ = ["KIND_LABELS", "MUTATIONS", "SBCSettings", "SBCResult", "plot_rank_histograms", "run_sbc", "simulate_from_prior", "uniformity"]
+
+
+def _check_bins(ranks_of: int, bins: int) -> None:
+    """The rank histogram's bins must split the :math:`L + 1` possible ranks evenly."""
+    if bins < 1 or (ranks_of + 1) % bins:
+        raise ValueError(f"bins ({bins}) must divide ranks_of + 1 ({ranks_of + 1})")
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,7 @@ class SBCSettings:
     def __post_init__(self) -> None:
         if self.replications < 1:
             raise ValueError(f"replications must be >= 1, got {self.replications}")
-        if (self.ranks_of + 1) % self.bins:
-            raise ValueError(f"ranks_of + 1 ({self.ranks_of + 1}) must be a multiple of bins ({self.bins})")
+        _check_bins(self.ranks_of, self.bins)
         if self.num_samples * self.chains < self.ranks_of:
             raise ValueError(f"num_samples * chains must be >= ranks_of ({self.ranks_of})")
 
@@ -142,8 +154,11 @@ def simulate_from_prior(mmm: BayesianMMM, data: MediaDataset, seed: int) -> tupl
     return truth, tr.nodes["target"]["value"].detach().numpy().copy()
 
 
-UNIT_INTERVAL_SITES = frozenset({"lag_weight", "exponent", "ad_effect_retention_rate"})
-"""Checked parameters that live in (0, 1); every other checked parameter is positive."""
+UNIT_INTERVAL_SITES = frozenset(
+    name for model in TRANSFORM_SITES for name, prior in _transform_priors(model, 1).items() if prior.support is constraints.unit_interval
+)
+"""Checked parameters that live in (0, 1), read from the supports of the model's own priors; every
+other checked parameter is positive."""
 
 MUTATIONS = {"20% too narrow": (0.8, 0.0), "biased by 0.3 sd": (1.0, 0.3)}
 """Known-wrong posteriors ranked beside every NUTS fit, as (scale, shift in posterior sd) of the
@@ -295,8 +310,7 @@ def uniformity(
     s = result.settings
     L = s.ranks_of
     bins = s.bins if bins is None else bins
-    if (L + 1) % bins:
-        raise ValueError(f"bins must divide ranks_of + 1 ({L + 1}), got {bins}")
+    _check_bins(L, bins)
     ranks = result.ranks
     if converged is not None:
         keep = result.fits.loc[result.fits["converged"] == converged, ["replication", "inference"]]
