@@ -86,7 +86,8 @@ chapters-quick: $(STAMP)
 
 nbval: $(STAMP)
 	@echo "==> nbval: re-executing the quick chapters and comparing outputs"
-	@MMM_THREADS=1 TQDM_DISABLE=1 PYTHONWARNINGS=ignore::FutureWarning:arviz $(PY) -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder --nbval $(SCRATCH)/chapters --nbval-sanitize-with tests/sanitize.cfg
+	@notebooks="$$($(PY) -m mmmlib.book order $(SCRATCH))"; \
+	MMM_THREADS=1 TQDM_DISABLE=1 PYTHONWARNINGS=ignore::FutureWarning:arviz $(PY) -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder --nbval $$notebooks --nbval-sanitize-with tests/sanitize.cfg
 
 browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \

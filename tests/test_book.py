@@ -430,6 +430,13 @@ def test_quick_runs_chapters_side_by_side_with_the_same_notebooks(tmp_path, caps
     assert not (two / "chapters" / "03_bad.ipynb").exists()
     with pytest.raises(ValueError, match="'jobs'"):
         run_quick(project, ok, two, jobs=0)
+    # nbval is handed the notebooks the quick run wrote, longest first; a folder without any is an error
+    capsys.readouterr()
+    assert main(["--root", str(project.root), "order", str(two)]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed == [str(two / "chapters" / "02_same.ipynb"), str(two / "chapters" / "01_toy.ipynb")]
+    assert main(["--root", str(project.root), "order", str(tmp_path / "empty")]) == 1
+    assert "no executed quick-profile chapters" in capsys.readouterr().err
 
 
 def test_make_test_runs_quick_chapters_and_nbval_on_the_same_threads():

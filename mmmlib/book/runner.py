@@ -11,6 +11,8 @@ Used by the Makefile; run ``python -m mmmlib.book --help``.
 - ``stale``: rerun every stale chapter with its recorded parameters.
 - ``quick --out DIR [--jobs N]``: execute every chapter at ``profile=quick`` into ``DIR`` (for nbval),
   ``N`` chapters at a time (each in its own process, on ``MMM_THREADS`` threads).
+- ``order DIR``: the notebooks a quick run wrote into ``DIR``, longest first (nbval hands them out
+  in this order, so that the last to finish is a short one).
 - ``pages``: write the Results, Reproduce and How-to-cite pages from the results files.
 
 A chapter is *stale* when the hash of its inputs differs from the one recorded when it
@@ -1064,6 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--jobs", type=int, default=1,
                        help="chapters executing at once, each in its own process (default 1)")
+    order = sub.add_parser("order", help="the quick-profile notebooks in a scratch folder, longest first (for nbval)")
+    order.add_argument("out", type=Path, help="the folder a quick run wrote (its chapters/ subfolder is listed)")
     sub.add_parser("pages", help="write the Results, Reproduce and How-to-cite pages")
     args = parser.parse_args(argv)
 
@@ -1114,6 +1118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {len(failed)} of {len(chapters)} chapters failed: " + "; ".join(failed),
                       file=sys.stderr)
                 return 1
+        elif args.cmd == "order":
+            found = [args.out / "chapters" / f"{ch.name}.ipynb" for ch in _quick_order(project, project.chapters())]
+            found = [path for path in found if path.is_file()]
+            if not found:
+                raise ValueError(f"no executed quick-profile chapters in {args.out / 'chapters'}: run 'quick --out {args.out}' first")
+            print("\n".join(str(path) for path in found))
         elif args.cmd == "pages":
             for path in write_pages(project):
                 print(f"wrote {path.relative_to(project.root)}")
