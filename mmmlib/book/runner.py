@@ -635,7 +635,10 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
      "{ch01.easy.lwmmm.roi_mape_sd} / {ch01.hard.lwmmm.roi_mape_mean} ± {ch01.hard.lwmmm.roi_mape_sd}, ROI prior "
      "{ch01.easy.roi.roi_mape_mean} ± {ch01.easy.roi.roi_mape_sd} / {ch01.hard.roi.roi_mape_mean} ± "
      "{ch01.hard.roi.roi_mape_sd} (ROI prior against cost prior, paired: {ch01.easy.roi_vs_cost.roi_mape.verdict} / "
-     "{ch01.hard.roi_vs_cost.roi_mape.verdict}); the oracle told the true transforms, a reference: "
+     "{ch01.hard.roi_vs_cost.roi_mape.verdict}); the ROI prior's median alone, no sales read: "
+     "{ch01.easy.prior_alone.roi_mape_mean} ± {ch01.easy.prior_alone.roi_mape_sd} / {ch01.hard.prior_alone.roi_mape_mean} ± "
+     "{ch01.hard.prior_alone.roi_mape_sd} (the fitted ROI-prior model against it, paired: {ch01.easy.roi.vs_prior.verdict} / "
+     "{ch01.hard.roi.vs_prior.verdict}); the oracle told the true transforms, a reference: "
      "{ch01.easy.oracle.roi_mape_mean} ± {ch01.easy.oracle.roi_mape_sd} / {ch01.hard.oracle.roi_mape_mean} ± "
      "{ch01.hard.oracle.roi_mape_sd}. For the channels the data cannot see, the cost prior's scale (0.15 in "
      "LightweightMMM's README, 1 in its library's default scaler) sets the ROI the model reports."),
